@@ -14,6 +14,7 @@ setup(
         'mmdet>=3.0.0,<3.4.0',
         'timm>=1.0.15',
         'safetensors',
+        'huggingface_hub',
         'pycocotools',
     ],
 )

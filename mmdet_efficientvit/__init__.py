@@ -9,6 +9,6 @@ from .compat import allow_checkpoint_globals, check_environment
 check_environment()
 allow_checkpoint_globals()
 
-from . import datasets, models  # noqa: E402,F401  (registers modules)
+from . import datasets, engine, models  # noqa: E402,F401  (registers modules)
 
 __version__ = '0.1.0'

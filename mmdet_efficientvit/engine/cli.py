@@ -1,0 +1,124 @@
+"""What tools/train.py and tools/test.py share beyond mmdet's CLI: set-up mistakes reported in one short
+message instead of a traceback, and distributed runs on machines without CUDA."""
+import logging
+import os
+import os.path as osp
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+
+from mmdet_efficientvit.models.utils.checkpoint import CheckpointError
+
+
+class SetupError(Exception):
+    """A problem with the user's set-up (data or files missing) that a message explains fully."""
+
+
+# Errors whose message already says what is wrong and how to fix it (a missing file is named by its
+# path; CheckpointError covers unreadable, mismatching or undownloadable backbone checkpoints): the
+# tools print only the message.
+USER_ERRORS = (SetupError, CheckpointError, FileNotFoundError)
+
+
+@contextmanager
+def short_errors() -> Iterator[None]:
+    """Print known set-up errors as ``error: <message>`` and exit 1; let real bugs keep their traceback."""
+    try:
+        yield
+    except USER_ERRORS as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
+
+
+def _innermost_dataset(cfg: dict) -> dict:
+    while 'dataset' in cfg:  # RepeatDataset, ClassBalancedDataset, ...
+        cfg = cfg['dataset']
+    return cfg
+
+
+def check_data_paths(cfg: Config, splits: Sequence[str]) -> None:
+    """Fail fast, before any model is built, when a dataset the run needs is not on disk.
+
+    ``splits`` are prefixes such as ``'train'``, ``'val'``, ``'test'``: ``<split>_dataloader`` (its
+    annotation file and image folder) and ``<split>_evaluator`` (its ``ann_file``) are checked.
+    """
+    missing, overrides, roots = [], [], set()
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        ds = _innermost_dataset(loader['dataset'])
+        root = ds.get('data_root') or ''
+        roots.add(root)
+        overrides.append(f'{split}_dataloader.dataset.data_root=/path/to/data/')
+        for rel in (ds.get('ann_file'), (ds.get('data_prefix') or {}).get('img')):
+            if rel and not osp.exists(osp.join(root, rel)):
+                missing.append(osp.join(root, rel))
+        evaluator = cfg.get(f'{split}_evaluator')
+        ann = evaluator.get('ann_file') if isinstance(evaluator, dict) else None
+        if ann:
+            rel = ann[len(root):] if root and ann.startswith(root) else osp.basename(ann)
+            overrides.append(f'{split}_evaluator.ann_file=/path/to/data/{rel}')
+            if not osp.exists(ann):
+                missing.append(ann)
+    if not missing:
+        return
+    raise SetupError(
+        f'dataset file not found: {missing[0]}'
+        + (f' (and {len(missing) - 1} more)' if len(missing) > 1 else '') + '.\n'
+        f'This config reads its data under data_root {", ".join(map(repr, sorted(roots)))} '
+        f'(relative to the current directory {os.getcwd()}); for COCO 2017 that folder holds '
+        'annotations/instances_train2017.json, annotations/instances_val2017.json, train2017/ and '
+        'val2017/.\nPut (or symlink) the dataset there, e.g. `ln -s /path/to/coco data/coco`, or '
+        'point the config elsewhere with\n  --cfg-options ' + ' '.join(overrides))
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Make ``--launcher pytorch`` work without CUDA: gloo process group and a device-less DDP.
+
+    mmengine 0.10 initialises the process group through ``torch.cuda.set_device`` and wraps the model
+    with ``device_ids=[LOCAL_RANK]``; both need a GPU. On a CPU-only machine we create the gloo group
+    ourselves (mmengine then skips its own initialisation) and let DDP run on CPU tensors.
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
+    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel',
+                                                   broadcast_buffers=False)
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def teardown_distributed() -> None:
+    """End a finished distributed run: all ranks meet, then leave the process group.
+
+    On CPU (gloo), torch 2.14 occasionally aborts a rank during interpreter shutdown ("terminate
+    called without an active exception", about 1 run in 10 here) after all work is done, which
+    torchrun reports as a failed job. There the rank exits at once after flushing its output.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    gloo_on_cpu = torch_dist.get_backend() == 'gloo' and not torch.cuda.is_available()
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
+    if gloo_on_cpu:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def switch_to_deploy(module: torch.nn.Module) -> int:
+    """Call ``switch_to_deploy()`` on every outermost submodule that has it (the backbone folds its own
+    children); returns how many were switched."""
+    if hasattr(module, 'switch_to_deploy'):
+        module.switch_to_deploy()
+        return 1
+    return sum(switch_to_deploy(child) for child in module.children())

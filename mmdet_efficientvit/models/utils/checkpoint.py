@@ -1,0 +1,250 @@
+"""Read EfficientViT checkpoints of every released layout and convert them to the backbone's.
+
+Layouts (detected from the keys, one log line per conversion applied):
+
+* official ImageNet release (``{'model': ...}``, ``patch_embed.0.c``, ``blocks1`` ..., classifier
+  ``head``/``head_dist``, ``attention_bias_idxs`` buffers): our names already, drop the extras;
+* timm (``patch_embed.conv1.conv``, ``stages.{s}.downsample/blocks``): renamed;
+* an mmdet detector (``state_dict`` with ``backbone.`` keys, e.g. the official mmdet 2.x COCO
+  release): the backbone part is taken, neck and heads ignored;
+* our deployed layout (BN folded: ``c.bias``, no ``bn``): loads into ``deploy=True`` backbones.
+
+Attention-bias tables of another window size are resized bicubically (as the official detection
+code does with the 4×4 stage-3 tables of the ImageNet models). Anything that would leave a
+backbone weight at its random init raises with the mismatching keys and the arch the checkpoint
+looks like.
+"""
+import os
+import re
+import urllib.error
+from collections import Counter
+from typing import Dict, Iterable, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+
+StateDict = Dict[str, torch.Tensor]
+
+TIMM_HUB_PREFIX = 'timm/'
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the backbone."""
+
+
+def _short(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f'{type(err).__name__}: {lines[0] if lines else ""}'
+
+
+def _download(url: str) -> str:
+    """Download ``url`` into torch.hub's cache (reused when present) and return the local path."""
+    cache_dir = os.path.join(torch.hub.get_dir(), 'checkpoints')
+    path = os.path.join(cache_dir, os.path.basename(url.split('?')[0]) or 'checkpoint.pth')
+    if not os.path.exists(path):
+        os.makedirs(cache_dir, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, path, progress=False)
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise CheckpointError(
+                f'Could not download the checkpoint {url} ({_short(err)}). Download it where '
+                f'there is network access and use the local file instead: '
+                f"init_cfg=dict(type='Pretrained', checkpoint='/path/to/{os.path.basename(path)}')"
+            ) from None
+    return path
+
+
+def _download_timm(hub_id: str) -> str:
+    """Fetch the safetensors weights of a timm hub id (``timm/efficientvit_m4.r224_in1k``)."""
+    try:
+        from huggingface_hub import hf_hub_download
+        return hf_hub_download(hub_id, 'model.safetensors')
+    except Exception as err:  # network, auth or missing-repo errors all end here
+        raise CheckpointError(
+            f'Could not download the timm weights {hub_id!r} from the Hugging Face hub '
+            f'({_short(err)}). Download https://huggingface.co/{hub_id} where there is network '
+            f'access and use the local file instead: '
+            f"init_cfg=dict(type='Pretrained', checkpoint='/path/to/model.safetensors')") from None
+
+
+def read_checkpoint(source: str) -> dict:
+    """Load a local path, an http(s) URL or a timm hub id; ``.pth`` or ``.safetensors``."""
+    if source.startswith(('http://', 'https://')):
+        path = _download(source)
+    elif source.startswith(TIMM_HUB_PREFIX) and not os.path.exists(source):
+        path = _download_timm(source)
+    else:
+        path = os.path.expanduser(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'Checkpoint file not found: {source}')
+    try:
+        if path.endswith('.safetensors'):
+            from safetensors.torch import load_file
+            checkpoint = load_file(path, device='cpu')
+        else:
+            checkpoint = torch.load(path, map_location='cpu')
+    except Exception as err:
+        raise CheckpointError(f'{source} is not a readable checkpoint ({_short(err)})') from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'{source} is not a checkpoint: it holds a {type(checkpoint).__name__}, '
+                              f'not a dict of tensors')
+    return checkpoint
+
+
+def _strip(state_dict: StateDict, prefix: str) -> StateDict:
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+_TIMM_RULES = [
+    (re.compile(r'^patch_embed\.conv(\d)\.'), lambda m: f'patch_embed.{2 * (int(m[1]) - 1)}.'),
+    (re.compile(r'^stages\.0\.blocks\.(\d+)\.'), lambda m: f'blocks1.{m[1]}.'),
+    (re.compile(r'^stages\.(\d)\.downsample\.res1\.'), lambda m: f'blocks{int(m[1]) + 1}.0.'),
+    (re.compile(r'^stages\.(\d)\.downsample\.patchmerge\.'), lambda m: f'blocks{int(m[1]) + 1}.1.'),
+    (re.compile(r'^stages\.(\d)\.downsample\.res2\.'), lambda m: f'blocks{int(m[1]) + 1}.2.'),
+    (re.compile(r'^stages\.(\d)\.blocks\.(\d+)\.'),
+     lambda m: f'blocks{int(m[1]) + 1}.{int(m[2]) + 3}.'),
+]
+
+
+def timm_to_official(state_dict: StateDict) -> StateDict:
+    """Rename timm's ``efficientvit_msra`` keys to the official (= our) names."""
+    converted = {}
+    for key, value in state_dict.items():
+        for pattern, repl in _TIMM_RULES:
+            key, n = pattern.subn(repl, key)
+            if n:
+                break
+        # timm's ConvNorm children are conv/bn, the official Conv2d_BN's c/bn; head.linear → head.l
+        key = re.sub(r'\.conv\.(weight|bias)$', r'.c.\1', key)
+        key = re.sub(r'^head\.linear\.', 'head.l.', key)
+        converted[key] = value
+    return converted
+
+
+def is_deployed_state_dict(state_dict: StateDict) -> bool:
+    """BN-folded (our deployed) layout: convs with bias and no BatchNorm entries."""
+    return any(k.endswith('.c.bias') for k in state_dict) and not any('.bn.' in k for k in state_dict)
+
+
+def load_backbone_state_dict(source: str, prefix: Optional[str] = None) -> StateDict:
+    """Read ``source`` and return its backbone weights under our names (logging each conversion)."""
+    checkpoint = read_checkpoint(source)
+    notes: List[str] = []
+    if 'state_dict' in checkpoint and isinstance(checkpoint['state_dict'], dict):
+        state_dict, container = checkpoint['state_dict'], "'state_dict'"
+    elif 'model' in checkpoint and isinstance(checkpoint['model'], dict):
+        state_dict, container = checkpoint['model'], "'model'"
+    else:
+        state_dict, container = checkpoint, None
+    state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = _strip(state_dict, 'module.')
+    if prefix:
+        state_dict = _strip(state_dict, prefix)
+        notes.append(f'took the keys under prefix {prefix!r}')
+    elif any(k.startswith('backbone.') for k in state_dict):
+        others = sum(not k.startswith('backbone.') for k in state_dict)
+        state_dict = _strip(state_dict, 'backbone.')
+        notes.append(f"mmdet detector checkpoint: took {len(state_dict)} 'backbone.' keys, "
+                     f'ignored {others} neck/head keys')
+    if any(k.startswith(('stages.', 'patch_embed.conv1.')) for k in state_dict):
+        state_dict = timm_to_official(state_dict)
+        notes.append(f"converted {len(state_dict)} keys from timm's layout")
+    elif container == "'model'":
+        notes.append("official ImageNet release layout ('model' key)")
+    dropped = Counter()
+    for key in list(state_dict):
+        if key.startswith(('head.', 'head_dist.')):
+            dropped['classifier head keys'] += 1
+        elif key.endswith('attention_bias_idxs'):
+            dropped['attention_bias_idxs buffers'] += 1
+        else:
+            continue
+        del state_dict[key]
+    if dropped:
+        notes.append('dropped ' + ', '.join(f'{n} {what}' for what, n in dropped.items()))
+    if is_deployed_state_dict(state_dict):
+        notes.append('deployed (BN-folded) layout')
+    for note in notes:
+        print_log(f'EfficientViT checkpoint {source}: {note}', logger='current')
+    return state_dict
+
+
+def resize_attention_biases(state_dict: StateDict, target: StateDict) -> Counter:
+    """Bicubically resize ``attention_biases`` tables whose window differs from ``target``'s.
+
+    Same as the official detection code: view (heads, R·R) as a heads×R×R image,
+    ``F.interpolate(mode='bicubic', align_corners=False)`` to the new side. Returns a count per
+    (old side, new side).
+    """
+    resized: Counter = Counter()
+    for key, table in state_dict.items():
+        if not key.endswith('attention_biases') or key not in target:
+            continue
+        (heads, old), (new_heads, new) = table.shape, target[key].shape
+        side_old, side_new = round(old ** 0.5), round(new ** 0.5)
+        if heads != new_heads or old == new or side_old ** 2 != old or side_new ** 2 != new:
+            continue
+        image = table.detach().float().reshape(1, heads, side_old, side_old)
+        image = F.interpolate(image, size=(side_new, side_new), mode='bicubic', align_corners=False)
+        state_dict[key] = image.reshape(heads, new).to(table.dtype)
+        resized[(side_old, side_new)] += 1
+    return resized
+
+
+def _indices(keys: Iterable[str], pattern: str) -> List[int]:
+    regex = re.compile(pattern)
+    return sorted({int(m[1]) for k in keys for m in [regex.match(k)] if m})
+
+
+def describe_arch(state_dict: StateDict, arch_zoo: Dict[str, dict]) -> str:
+    """Name the arch a (converted) state_dict looks like: 'EfficientViT-M4', a custom one, or not."""
+    try:
+        dims = [state_dict['patch_embed.6.c.weight'].shape[0]]
+        for s in (2, 3):
+            dims.append(state_dict[f'blocks{s}.1.conv3.c.weight'].shape[0])
+    except KeyError:
+        sample = ', '.join(list(state_dict)[:3]) or 'no tensors'
+        return f'no EfficientViT backbone (first keys: {sample})'
+    depths = [len(_indices(state_dict, r'^blocks1\.(\d+)\.'))]
+    depths += [len([i for i in _indices(state_dict, rf'^blocks{s}\.(\d+)\.') if i >= 3])
+               for s in (2, 3)]
+    heads = [len(_indices(state_dict, rf'^blocks{s}\.{0 if s == 1 else 3}\.mixer\.m\.attn\.qkvs\.(\d+)\.'))
+             for s in (1, 2, 3)]
+    for name, settings in arch_zoo.items():
+        if (settings['embed_dims'], settings['depths'], settings['num_heads']) == (dims, depths, heads):
+            return f'EfficientViT-{name.upper()}'
+    return f'an EfficientViT with embed_dims={dims}, depths={depths}, num_heads={heads}'
+
+
+def _listing(title: str, items: List[str], limit: int = 8) -> str:
+    more = f' … (+{len(items) - limit} more)' if len(items) > limit else ''
+    return f'{len(items)} {title}: {", ".join(items[:limit])}{more}'
+
+
+def load_state_dict_checked(model: nn.Module, state_dict: StateDict, source: str,
+                            arch_zoo: Dict[str, dict], arch_name: str) -> None:
+    """Resize bias tables, then load strictly; raise with a diagnosis if anything mismatches."""
+    state_dict = dict(state_dict)
+    target = model.state_dict()
+    for (old, new), n in resize_attention_biases(state_dict, target).items():
+        print_log(f'EfficientViT checkpoint {source}: resized {n} attention_biases tables from '
+                  f'{old}x{old} to {new}x{new} windows (bicubic)', logger='current')
+    missing = [k for k in target if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in target]
+    misshaped = [f'{k} {tuple(v.shape)} vs {tuple(target[k].shape)}' for k, v in state_dict.items()
+                 if k in target and v.shape != target[k].shape]
+    if missing or unexpected or misshaped:
+        problems = [_listing(title, items) for title, items in
+                    (('missing keys', missing), ('unexpected keys', unexpected),
+                     ('mis-shaped keys (checkpoint vs model)', misshaped)) if items]
+        hint = ''
+        if is_deployed_state_dict(state_dict) and not is_deployed_state_dict(target):
+            hint = ' It is a deployed (BN-folded) checkpoint: build the backbone with deploy=True.'
+        raise CheckpointError(
+            f'Checkpoint {source} does not fit the EfficientViT-{arch_name} backbone: it looks '
+            f'like {describe_arch(state_dict, arch_zoo)}. ' + '; '.join(problems) + '.' + hint +
+            ' Use the checkpoint of the same arch (or set arch= to match it).')
+    model.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,1 @@
+"""Helpers shared by the analysis and deployment tools (FLOPs, speed, ONNX export)."""

@@ -1,0 +1,265 @@
+"""Build models for analysis without downloads, deploy them, and count their FLOPs.
+
+Shared by ``tools/analysis_tools/get_flops.py``, ``tools/analysis_tools/benchmark.py`` and
+``tools/deployment/export_onnx.py`` so that the three tools measure exactly the same models.
+
+FLOPs follow the fvcore / mmengine convention of the paper: one multiply-add counts as one FLOP,
+convolutions, linears and the attention matmuls (``q^T k`` and ``v attn^T``) are counted, softmax and
+element-wise additions are not.
+"""
+import copy
+import logging
+import re
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer, parameter_count
+from mmengine.analysis.complexity_analysis import bmm_flop_jit
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+
+# The paper's classification FLOPs (MFLOPs = mega multiply-adds, full classifier at 224x224).
+PAPER_MFLOPS = dict(m0=79, m1=167, m2=201, m3=263, m4=299, m5=522)
+# Classification windows at 224: the window is clamped to the stage resolution (14, 7, 4).
+CLS_WINDOW_SIZE = (7, 7, 4)
+ARCHS = tuple(PAPER_MFLOPS)
+
+SizeLike = Union[int, str, Sequence[int]]
+
+
+def parse_size(size: SizeLike) -> Tuple[int, int]:
+    """Parse ``224``, ``'224'``, ``'800x1216'`` or ``(800, 1216)`` into ``(height, width)``."""
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, str):
+        match = re.fullmatch(r'(\d+)(?:[x,](\d+))?', size.strip())
+        if match is None:
+            raise ValueError(f'cannot parse input size {size!r}: use H or HxW, e.g. 224 or 800x1216')
+        h = int(match.group(1))
+        return h, int(match.group(2) or h)
+    size = tuple(int(s) for s in size)
+    if len(size) == 1:
+        return size[0], size[0]
+    if len(size) != 2:
+        raise ValueError(f'input size must be H or (H, W), got {size}')
+    return size  # type: ignore[return-value]
+
+
+def build_backbone(arch: str = 'm4',
+                   window_size: Sequence[int] = (7, 7, 7),
+                   deploy: bool = False,
+                   checkpoint: Optional[str] = None) -> nn.Module:
+    """Build our ``EfficientViT`` backbone in eval mode (random weights unless ``checkpoint``)."""
+    from mmdet_efficientvit.models.backbones import EfficientViT
+    init_cfg = None if checkpoint is None else dict(type='Pretrained', checkpoint=checkpoint)
+    model = EfficientViT(arch=arch, window_size=tuple(window_size), deploy=deploy, init_cfg=init_cfg)
+    if checkpoint is not None:
+        model.init_weights()
+    return model.eval()
+
+
+def build_classifier_head(in_channels: int, num_classes: int = 1000) -> nn.Module:
+    """The paper's classification head (global average pool, BN, Linear), for FLOP comparisons."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.BatchNorm1d(in_channels),
+        nn.Linear(in_channels, num_classes)).eval()
+
+
+def load_config(config: str) -> Config:
+    """Load a config file; ``mmdet::retinanet/...`` names a config shipped with mmdet."""
+    if '::' in config:
+        from mmengine.hub import get_config
+        return get_config(config)
+    return Config.fromfile(config)
+
+
+def build_detector(config: Union[str, Config],
+                   checkpoint: Optional[str] = None,
+                   cfg_options: Optional[dict] = None) -> nn.Module:
+    """Build a detector from a config, in eval mode, without downloading anything.
+
+    The backbone's ``init_cfg`` is dropped, so the weights are those of mmdet's initialisers
+    (random, nothing downloaded) unless ``checkpoint`` is given, which is then loaded strictly.
+    """
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+    from mmengine.utils import import_modules_from_strings
+
+    import mmdet_efficientvit  # noqa: F401  (registers our modules)
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    cfg = load_config(config) if isinstance(config, str) else copy.deepcopy(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    register_all_modules(init_default_scope=False)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model_cfg = cfg.model
+    if 'backbone' in model_cfg:
+        model_cfg.backbone.init_cfg = None
+    model_cfg.pop('init_cfg', None)
+    model = MODELS.build(model_cfg)
+    if checkpoint is None:
+        # mmdet's initialisers (e.g. RetinaNet's prior-probability bias), without the per-parameter log
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            model.init_weights()
+        finally:
+            logger.setLevel(level)
+    else:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    return model.eval()
+
+
+def deploy_model(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm into its conv/linear, in place, and return the model.
+
+    Modules of ours that define ``switch_to_deploy`` (the EfficientViT backbone) fold themselves;
+    everything else (ResNet, heads) goes through mmcv's ``fuse_conv_bn``, as ``tools/test.py --fuse``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f'deploy_model expects an nn.Module, got {type(model).__name__}')
+    switched = []
+    for name, module in model.named_modules():
+        inside_switched = any(name == s or name.startswith(s + '.') or s == '' for s in switched)
+        if hasattr(module, 'switch_to_deploy') and not inside_switched:
+            module.switch_to_deploy()
+            switched.append(name)
+    try:
+        from mmcv.cnn import fuse_conv_bn
+    except ImportError:  # backbone-only use without mmcv: our backbone has folded itself
+        if not switched:
+            raise
+        return model.eval()
+    return fuse_conv_bn(model).eval()
+
+
+def image_data_samples(img: torch.Tensor) -> list:
+    """One ``DetDataSample`` per image whose metainfo says the tensor is the (unscaled) image."""
+    from mmdet.structures import DetDataSample
+    h, w = img.shape[-2:]
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
+                scale_factor=(1.0, 1.0))
+    return [DetDataSample(metainfo=meta) for _ in range(img.shape[0])]
+
+
+def _flatten(outputs) -> Tuple[torch.Tensor, ...]:
+    if isinstance(outputs, torch.Tensor):
+        return (outputs, )
+    return tuple(t for item in outputs for t in _flatten(item))
+
+
+class TensorModeDetector(nn.Module):
+    """Any mmdet detector in ``tensor`` mode (``_forward``) with a tensor-tuple output.
+
+    Single-stage detectors give their raw head maps (no NMS); two-stage ones include the RPN's
+    proposal selection, as mmdet's own ``tensor`` mode does. Used for FLOP counting.
+    """
+
+    def __init__(self, detector: nn.Module):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return _flatten(self.detector._forward(img, image_data_samples(img)))
+
+
+class RawDetector(TensorModeDetector):
+    """Backbone + neck + head of a single-stage detector, without post-processing (no NMS).
+
+    ``forward(img)`` returns the raw maps as a flat tuple: the classification maps of every level,
+    then the box-regression maps of every level (the layout ONNX export and timing need).
+    """
+
+    def __init__(self, detector: nn.Module):
+        if not hasattr(detector, 'bbox_head'):
+            raise TypeError(f'{type(detector).__name__} is not a single-stage detector (no bbox_head): '
+                            'only single-stage detectors (RetinaNet, FCOS, ...) run without NMS')
+        super().__init__(detector)
+
+    def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return _flatten(self.detector.bbox_head(self.detector.extract_feat(img)))
+
+
+class Backbone(nn.Module):
+    """Give a model a tensor-tuple ``forward`` (e.g. timm's EfficientViT: its three stage maps)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if hasattr(self.model, 'forward_intermediates'):  # timm
+            return tuple(self.model.forward_intermediates(img, intermediates_only=True))
+        return tuple(self.model(img))
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial statistics and affine parameters, in place.
+
+    Freshly initialised EfficientViT has zero-initialised BN weights in many residual branches, so
+    random-weight parity checks would compare near-zero branches; this makes every branch count.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            n = module.num_features
+            with torch.no_grad():
+                module.running_mean.copy_(torch.randn(n, generator=gen) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
+                if module.affine:
+                    module.weight.copy_(torch.rand(n, generator=gen) * 0.5 + 0.5)
+                    module.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+    return model
+
+
+def baddbmm_flop_jit(inputs, outputs) -> int:
+    """``baddbmm(bias, a, b)``: the multiply-adds of ``a @ b`` (the added bias is not counted, as
+    fvcore/mmengine count ``addmm``). Our attention computes ``scale * q^T k + bias`` this way."""
+    return bmm_flop_jit(inputs[1:3], outputs)
+
+
+def complexity(model: nn.Module, inputs: Union[torch.Tensor, Tuple[torch.Tensor, ...]]) -> Dict:
+    """Params and FLOPs (multiply-adds) of ``model(inputs)`` with mmengine's ``FlopAnalyzer``.
+
+    Returns ``dict(flops=int, params=int, matmul_flops=int, by_operator={op: flops},
+    analyzer=FlopAnalyzer)``; ``matmul_flops`` sums the matrix products (the attention).
+    """
+    inputs = inputs if isinstance(inputs, tuple) else (inputs, )
+    analyzer = FlopAnalyzer(model, inputs).set_op_handle(**{'aten::baddbmm': baddbmm_flop_jit})
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        flops = analyzer.total()
+    by_operator = dict(analyzer.by_operator())
+    matmul = sum(by_operator.get(op, 0) for op in ('matmul', 'bmm', 'baddbmm', 'einsum'))
+    return dict(flops=flops, params=parameter_count(model)[''], matmul_flops=matmul,
+                by_operator=by_operator, analyzer=analyzer)
+
+
+def classifier_complexity(arch: str, deploy: bool = True) -> Dict:
+    """FLOPs of the paper's classifier at 224: our backbone with classification windows plus the head.
+
+    The head (pool + BN + Linear to 1000 classes) is counted on the backbone's last map with the same
+    analyzer; with ``deploy`` its BN is folded into the Linear like the backbone's BNs are, which is how
+    the paper's numbers (79 ... 522 MFLOPs) come out.
+    """
+    backbone = build_backbone(arch, window_size=CLS_WINDOW_SIZE)
+    img = torch.zeros(1, 3, 224, 224)
+    with torch.no_grad():
+        last = backbone(img)[-1]
+    head = build_classifier_head(last.shape[1])
+    # Parameters as released (BN included), whatever ``deploy`` says.
+    params = parameter_count(backbone)[''] + parameter_count(head)['']
+    if deploy:
+        deploy_model(backbone)
+        head = nn.Sequential(*head[:2], head[3])  # BN folded into the Linear: no BN FLOPs left
+    body_flops = complexity(backbone, img)['flops']
+    head_flops = complexity(head, last)['flops']
+    return dict(flops=body_flops + head_flops, backbone_flops=body_flops, head_flops=head_flops,
+                params=params, paper_flops=PAPER_MFLOPS[arch] * 1e6)

@@ -1,0 +1,103 @@
+"""The demo config, tools/demo.py (pictures with boxes) and the curve plotting tool."""
+import importlib.util
+import json
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmdet_efficientvit.datasets import DEMO_SHAPES_CLASSES, generate_demo_shapes
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'retinanet_evit_demo_shapes.py')
+
+
+def _load_tool(relpath: str):
+    """Import a script under tools/ as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(osp.basename(relpath)[:-3],
+                                                  osp.join(REPO, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def demo_model():
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(DEMO_CONFIG)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return cfg, model.eval()
+
+
+def test_demo_config_matches_data_and_strides(demo_model):
+    cfg, model = demo_model
+    assert tuple(cfg.classes) == DEMO_SHAPES_CLASSES
+    assert cfg.train_dataloader.dataset.metainfo.classes == cfg.classes
+    assert cfg.model.backbone.type == 'EfficientViT' and cfg.model.neck.type == 'EfficientViTFPN'
+    assert not cfg.model.backbone.norm_eval
+    x = torch.rand(1, 3, cfg.img_size, cfg.img_size)
+    with torch.no_grad():
+        feats = model.neck(model.backbone(x))
+    strides = [cfg.img_size // f.shape[-1] for f in feats]
+    assert strides == list(cfg.model.bbox_head.anchor_generator.strides)
+    assert all(f.shape[1] == cfg.model.bbox_head.in_channels for f in feats)
+
+
+def test_demo_tool_writes_pictures(demo_model, tmp_path):
+    cfg, model = demo_model
+    data = generate_demo_shapes(str(tmp_path / 'shapes'), 1, 3, (120, 90), seed=0)
+    ckpt = str(tmp_path / 'random_init.pth')
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(dataset_meta=dict(classes=DEMO_SHAPES_CLASSES))), ckpt)
+    demo = _load_tool('tools/demo.py')
+
+    drawn = demo.main([data['val_img_dir'], DEMO_CONFIG, ckpt, '--out-dir',
+                       str(tmp_path / 'drawn'), '--score-thr', '0.0', '--device', 'cpu',
+                       '--cfg-options', 'model.test_cfg.score_thr=0.0'])
+    assert [osp.basename(p) for p in drawn] == ['000000.png', '000001.png', '000002.png']
+    blank = demo.main([osp.join(data['val_img_dir'], '000001.jpg'), DEMO_CONFIG, ckpt,
+                       '--out-dir', str(tmp_path / 'blank'), '--score-thr', '1.0'])
+    src = cv2.imread(osp.join(data['val_img_dir'], '000001.jpg'))
+    for path in drawn + blank:
+        out = cv2.imread(path)
+        assert out is not None and out.shape == (90, 120, 3), path
+    # Random init scores ~0.01, so boxes appear only once the model's own threshold is 0;
+    # none scores above 1: the picture is the input.
+    assert np.abs(cv2.imread(drawn[1]).astype(int) - src).max() > 50
+    np.testing.assert_array_equal(cv2.imread(blank[0]), src)
+
+    with pytest.raises(FileNotFoundError, match='neither an image file nor a folder'):
+        demo.main([str(tmp_path / 'missing'), DEMO_CONFIG, ckpt])
+
+
+def test_plot_curve(tmp_path):
+    plot = _load_tool('tools/analysis_tools/plot_curve.py')
+    scalars = tmp_path / 'run' / '20261128_000000' / 'vis_data' / 'scalars.json'
+    scalars.parent.mkdir(parents=True)
+    lines = [dict(lr=1e-3, loss=2.0 / (i + 1), loss_cls=1.0 / (i + 1), iter=i * 10, step=i * 10)
+             for i in range(1, 8)]
+    lines.append({'coco/bbox_mAP': 0.4, 'step': 1})
+    scalars.write_text('\n'.join(json.dumps(r) for r in lines) + '\n')
+
+    out = tmp_path / 'curve.png'
+    counts = plot.plot_curves([str(scalars)], ['loss', 'coco/bbox_mAP'], str(out))
+    assert counts == {'loss': {str(scalars): 7}, 'coco/bbox_mAP': {str(scalars): 1}}
+    assert plot.series(plot.load_scalars(str(scalars)), 'loss') == (
+        [10 * i for i in range(1, 8)], [2.0 / (i + 1) for i in range(1, 8)])
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape[0] > 200 and img.shape[1] > 300 and img.std() > 5
+
+    plot.main([str(scalars), '--keys', 'loss_cls', '--out', str(tmp_path / 'cli.png')])
+    assert cv2.imread(str(tmp_path / 'cli.png')) is not None
+    with pytest.raises(KeyError, match='no record has'):
+        plot.plot_curves([str(scalars)], ['loss_bbox'], str(tmp_path / 'x.png'))
+    scalars.write_text('not json\n')
+    with pytest.raises(ValueError, match='not a JSON record'):
+        plot.load_scalars(str(scalars))

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make demo` (after setup): generate DemoShapes, train RetinaNet-EfficientViT from scratch on the
+# CPU, evaluate it with pycocotools, draw detections on val images and plot the loss curve into outputs/.
+# Environment overrides: PY (python), WORK_DIR, OUT_DIR, NUM_TRAIN, NUM_VAL, THREADS.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PY:-$ROOT/.venv/bin/python}"
+CONFIG=configs/demo/retinanet_evit_demo_shapes.py
+DATA=data/demo_shapes                  # the config's data_root
+IMG_SIZE=256                           # the config's img_size
+NUM_TRAIN="${NUM_TRAIN:-800}"
+NUM_VAL="${NUM_VAL:-200}"
+WORK_DIR="${WORK_DIR:-work_dirs/demo_shapes}"
+OUT_DIR="${OUT_DIR:-outputs}"
+# One intra-op thread: on 2 shared cores, OpenMP threads that wait for each other cost far more
+# (measured 4 s/iter with 2 threads vs 0.5 s/iter with 1 while other jobs ran); the data loader
+# worker uses the other core.
+export OMP_NUM_THREADS="${THREADS:-1}"
+
+echo "==> [demo] DemoShapes data under $DATA ($NUM_TRAIN train / $NUM_VAL val, ${IMG_SIZE}px)"
+"$PY" -c 'import sys; from mmdet_efficientvit.datasets.demo_shapes import main
+main(sys.argv[1:])' \
+  --root "$DATA" \
+  --num-train "$NUM_TRAIN" --num-val "$NUM_VAL" --img-size "$IMG_SIZE" --seed 0
+
+echo "==> [demo] training from scratch into $WORK_DIR (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+rm -rf "$WORK_DIR"  # a fresh run, so the checkpoint and logs below are this run's
+start=$(date +%s)
+"$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR"
+CKPT="$(cat "$WORK_DIR/last_checkpoint")"
+trained=$(date +%s)
+
+echo "==> [demo] COCO evaluation of $CKPT on the val split"
+"$PY" tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK_DIR/test" | tee "$WORK_DIR/test.log"
+done_at=$(date +%s)
+echo "==> [demo] wall time: train $((trained - start)) s + evaluation $((done_at - trained)) s" \
+     "= $((done_at - start)) s (load now: $(cut -d' ' -f1-3 /proc/loadavg))"
+
+echo "==> [demo] detection pictures and training curve into $OUT_DIR/"
+"$PY" tools/demo.py "$DATA/val" "$CONFIG" "$CKPT" --out-dir "$OUT_DIR/demo_detections" \
+  --score-thr 0.3 --max-images 8
+SCALARS="$(ls -t "$WORK_DIR"/*/vis_data/scalars.json | head -n 1)"
+"$PY" tools/analysis_tools/plot_curve.py "$SCALARS" --keys loss loss_cls loss_bbox lr \
+  --out "$OUT_DIR/demo_loss_curve.png" \
+  --title "RetinaNet EfficientViT-M0, DemoShapes (from scratch)"
+echo "==> [demo] done: $OUT_DIR/demo_detections/*.png, $OUT_DIR/demo_loss_curve.png"

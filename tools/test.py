@@ -1,0 +1,87 @@
+"""Evaluate a detector checkpoint (MMDetection's tools/test.py conventions, plus ``--fuse``).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
+                                           [--fuse] [--cfg-options k=v ...] [--launcher ...]
+
+The checkpoint is loaded strictly: a missing or unexpected key is an error, never a silently random
+layer. mmdet 2.x checkpoints (the official EfficientViT releases) load as they are.
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmdet.engine.hooks.utils import trigger_visualization_hook
+from mmdet.evaluation import DumpDetResults
+from mmdet.registry import RUNNERS
+from mmengine.config import Config, DictAction
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+
+import mmdet_efficientvit  # noqa: F401  (registers our models)
+from mmdet_efficientvit.engine.cli import (SetupError, check_data_paths, setup_cpu_distributed,
+                                           short_errors, switch_to_deploy, teardown_distributed)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the directory to save the evaluation metrics')
+    parser.add_argument('--out', help='dump predictions to a pickle file for offline evaluation')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir', help='save painted images to work_dir/timestamp/SHOW_DIR')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument('--fuse', action='store_true',
+                        help='fold BatchNorm into convs (switch_to_deploy) before evaluating')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs merged into the config')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'error: --out must name a .pkl file, got {args.out}')
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    # The checkpoint is loaded below (strictly, and before --fuse), not by the runner.
+    cfg.load_from, cfg.resume = None, False
+
+    with short_errors():
+        if not osp.isfile(args.checkpoint):
+            raise SetupError(f'checkpoint not found: {args.checkpoint}')
+        check_data_paths(cfg, ['test'])
+        setup_cpu_distributed(cfg)
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        try:
+            runner.load_checkpoint(args.checkpoint, strict=True)
+        except RuntimeError as e:
+            if 'do not match exactly' not in str(e):  # mmengine's strict-loading report
+                raise
+            raise SetupError(f'{args.checkpoint} does not fit the model of {args.config}: {e}') from None
+        if args.fuse:
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            if not switch_to_deploy(model):
+                raise SetupError('--fuse: no module of this model has switch_to_deploy()')
+        if args.out is not None:
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        runner.test()
+        teardown_distributed()
+
+
+if __name__ == '__main__':
+    main()
