@@ -11,6 +11,8 @@ from mmdet_efficientvit.models.backbones.efficientvit import (EfficientViT, Loca
                                                               relative_bias_index)
 from mmdet_efficientvit.models.utils.checkpoint import timm_to_official
 
+from _data import official_bias_idxs
+
 ARCHS = ('m0', 'm1', 'm2', 'm3', 'm4', 'm5')
 # Official classification models (1000-class head included) minus their head (BN + Linear).
 OFFICIAL_BACKBONE_PARAMS = {'m0': 2_156_052, 'm1': 2_787_176, 'm2': 3_962_106, 'm3': 6_579_082,
@@ -120,13 +122,7 @@ def test_relative_bias_index_uses_real_offsets():
 def test_official_enumeration_of_bias_offsets():
     """The official code numbers offsets in first-seen order; for a full window that is dy·R+dx."""
     r = 7
-    points = list(itertools.product(range(r), range(r)))
-    offsets, idxs = {}, []
-    for p1 in points:
-        for p2 in points:
-            off = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
-            idxs.append(offsets.setdefault(off, len(offsets)))
-    assert relative_bias_index(r, r, r, torch.device('cpu')).flatten().tolist() == idxs
+    assert torch.equal(relative_bias_index(r, r, r, torch.device('cpu')), official_bias_idxs(r))
 
 
 def test_official_bias_index_buffers_load_strictly_and_are_checked():
@@ -135,13 +131,7 @@ def test_official_bias_index_buffers_load_strictly_and_are_checked():
     model = EfficientViT('m0')
     state_dict = model.state_dict()
     tables = [k for k in state_dict if k.endswith('attention_biases')]
-    r = 7
-    points = list(itertools.product(range(r), range(r)))
-    offsets, idxs = {}, []
-    for p1 in points:
-        for p2 in points:
-            idxs.append(offsets.setdefault((abs(p1[0] - p2[0]), abs(p1[1] - p2[1])), len(offsets)))
-    official = torch.tensor(idxs).view(r * r, r * r)
+    official = official_bias_idxs(7)
     for k in tables:
         state_dict[k.replace('attention_biases', 'attention_bias_idxs')] = official
     model.load_state_dict(state_dict, strict=True)

@@ -3,7 +3,6 @@
 Checkpoints are made here in the real formats (timm's layout, the official ImageNet release, an
 mmdet 2.x detector, safetensors, our deployed layout) from randomly initialised models.
 """
-import itertools
 import logging
 import math
 
@@ -16,6 +15,7 @@ from safetensors.torch import save_file
 
 from mmdet_efficientvit.models.backbones.efficientvit import EfficientViT
 from mmdet_efficientvit.models.utils.checkpoint import CheckpointError
+from _data import official_bias_idxs
 from test_backbone import ARCHS, max_rel_err, randomize, single_thread  # noqa: F401
 
 
@@ -34,17 +34,6 @@ def log_lines():
     logger.addHandler(handler)
     yield records
     logger.removeHandler(handler)
-
-
-def official_bias_idxs(r: int) -> torch.Tensor:
-    """``attention_bias_idxs`` exactly as the official code enumerates offsets."""
-    points = list(itertools.product(range(r), range(r)))
-    offsets, idxs = {}, []
-    for p1 in points:
-        for p2 in points:
-            off = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
-            idxs.append(offsets.setdefault(off, len(offsets)))
-    return torch.tensor(idxs).view(len(points), len(points))
 
 
 def timm_to_official_release(timm_sd: dict) -> dict:

@@ -13,13 +13,14 @@ import os.path as osp
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.registry import RUNNERS
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 import mmdet_efficientvit  # noqa: F401  (registers our models)
-from mmdet_efficientvit.engine.cli import (SetupError, check_data_paths, setup_cpu_distributed,
-                                           short_errors, switch_to_deploy, teardown_distributed)
+from mmdet_efficientvit.engine.cli import (SetupError, check_data_paths, load_config,
+                                           setup_cpu_distributed, short_errors,
+                                           switch_to_deploy, teardown_distributed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,14 +47,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'error: --out must name a .pkl file, got {args.out}')
     if args.show or args.show_dir:

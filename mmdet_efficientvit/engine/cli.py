@@ -34,6 +34,20 @@ def short_errors() -> Iterator[None]:
         sys.exit(1)
 
 
+def load_config(args) -> Config:
+    """The config of ``args.config`` with ``--cfg-options``, ``--launcher`` and the work dir applied
+    (work dir priority: ``--work-dir`` > the config's > ``./work_dirs/<config name>``)."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
 def _innermost_dataset(cfg: dict) -> dict:
     while 'dataset' in cfg:  # RepeatDataset, ClassBalancedDataset, ...
         cfg = cfg['dataset']

@@ -294,7 +294,7 @@ class LocalWindowAttention(nn.Module):
             return self.attn(x)
         pad_b, pad_r = (-H) % ws, (-W) % ws
         x = x.permute(0, 2, 3, 1)  # B, H, W, C: free for the channels-last maps of the backbone
-        if pad_b or pad_r:
+        if pad_b or pad_r or torch.jit.is_tracing():  # traced: keep the pad op for any size
             x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         nh, nw = (H + pad_b) // ws, (W + pad_r) // ws
         x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3).reshape(B * nh * nw, ws, ws, C)
