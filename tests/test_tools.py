@@ -71,6 +71,8 @@ def test_train_then_test_gives_coco_map(two_epoch_run, tmp_path):
     fused_pkl = tmp_path / 'fused.pkl'
     log = assert_ok(run_tool(['test.py', cfg, ckpt, '--work-dir', tmp_path / 'fused', '--out', fused_pkl,
                               '--fuse']))
+    folded = re.search(r'--fuse: folded (\d+) of (\d+) BatchNorm layers', log)
+    assert folded and int(folded.group(1)) == int(folded.group(2)) > 0, log[-2000:]
     fused = pickle.loads(fused_pkl.read_bytes())
     for a, b in zip(preds, fused):
         sa, sb = a['pred_instances']['scores'], b['pred_instances']['scores']

@@ -7,20 +7,21 @@ The checkpoint is loaded strictly: a missing or unexpected key is an error, neve
 layer. mmdet 2.x checkpoints (the official EfficientViT releases) load as they are.
 """
 import argparse
-import os
 import os.path as osp
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.registry import RUNNERS
-from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
+from mmengine.logging import print_log
 from mmengine.runner import Runner
+from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdet_efficientvit  # noqa: F401  (registers our models)
 from mmdet_efficientvit.engine.cli import (SetupError, check_data_paths, load_config,
-                                           setup_cpu_distributed, short_errors,
-                                           switch_to_deploy, teardown_distributed)
+                                           parse_common_args, setup_cpu_distributed,
+                                           short_errors, teardown_distributed)
+from mmdet_efficientvit.utils.analysis import deploy_model
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,16 +34,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--show-dir', help='save painted images to work_dir/timestamp/SHOW_DIR')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument('--fuse', action='store_true',
-                        help='fold BatchNorm into convs (switch_to_deploy) before evaluating')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value pairs merged into the config')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+                        help='fold every BatchNorm into its conv before evaluating (switch_to_deploy for '
+                        'EfficientViT, mmcv fuse_conv_bn for the rest)')
+    return parse_common_args(parser)
 
 
 def main() -> None:
@@ -69,8 +63,11 @@ def main() -> None:
             raise SetupError(f'{args.checkpoint} does not fit the model of {args.config}: {e}') from None
         if args.fuse:
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-            if not switch_to_deploy(model):
-                raise SetupError('--fuse: no module of this model has switch_to_deploy()')
+            bn_before = sum(isinstance(m, _BatchNorm) for m in model.modules())
+            deploy_model(model)
+            bn_after = sum(isinstance(m, _BatchNorm) for m in model.modules())
+            print_log(f'--fuse: folded {bn_before - bn_after} of {bn_before} BatchNorm layers into '
+                      'convolutions', logger='current')
         if args.out is not None:
             runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
         runner.test()

@@ -4,17 +4,15 @@
                                  [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
 """
 import argparse
-import os
 import os.path as osp
 
 from mmdet.registry import RUNNERS
-from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import mmdet_efficientvit  # noqa: F401  (registers our models)
 from mmdet_efficientvit.engine.cli import (SetupError, check_data_paths, load_config,
-                                           setup_cpu_distributed, short_errors,
-                                           teardown_distributed)
+                                           parse_common_args, setup_cpu_distributed,
+                                           short_errors, teardown_distributed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,16 +25,7 @@ def parse_args() -> argparse.Namespace:
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or, without a path, from the latest checkpoint in the '
         'work directory')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, key=value pairs merged into the config, e.g. '
-        'train_dataloader.batch_size=4 or key="[a,b]" for lists (no spaces)')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-                        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_common_args(parser)
 
 
 def main() -> None:

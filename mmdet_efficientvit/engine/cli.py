@@ -1,5 +1,6 @@
 """What tools/train.py and tools/test.py share beyond mmdet's CLI: set-up mistakes reported in one short
 message instead of a traceback, and distributed runs on machines without CUDA."""
+import argparse
 import logging
 import os
 import os.path as osp
@@ -9,7 +10,7 @@ from typing import Iterator, Sequence
 
 import torch
 import torch.distributed as torch_dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from mmdet_efficientvit.models.utils.checkpoint import CheckpointError
 
@@ -34,7 +35,22 @@ def short_errors() -> Iterator[None]:
         sys.exit(1)
 
 
-def load_config(args) -> Config:
+def parse_common_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Add the options train.py and test.py share (``--cfg-options``, ``--launcher``,
+    ``--local-rank``), parse, and export ``LOCAL_RANK`` as torch.distributed.launch users expect."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs merged into the config, e.g. '
+        'train_dataloader.batch_size=4 or key="[a,b]" for lists (no spaces)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def load_config(args: argparse.Namespace) -> Config:
     """The config of ``args.config`` with ``--cfg-options``, ``--launcher`` and the work dir applied
     (work dir priority: ``--work-dir`` > the config's > ``./work_dirs/<config name>``)."""
     cfg = Config.fromfile(args.config)
@@ -127,12 +143,3 @@ def teardown_distributed() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
-
-
-def switch_to_deploy(module: torch.nn.Module) -> int:
-    """Call ``switch_to_deploy()`` on every outermost submodule that has it (the backbone folds its own
-    children); returns how many were switched."""
-    if hasattr(module, 'switch_to_deploy'):
-        module.switch_to_deploy()
-        return 1
-    return sum(switch_to_deploy(child) for child in module.children())

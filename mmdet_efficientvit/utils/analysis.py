@@ -117,25 +117,22 @@ def build_detector(config: Union[str, Config],
 
 
 def deploy_model(model: nn.Module) -> nn.Module:
-    """Fold every BatchNorm into its conv/linear, in place, and return the model.
+    """Fold every BatchNorm into its conv/linear, in place, and return the model in eval mode.
 
-    Modules of ours that define ``switch_to_deploy`` (the EfficientViT backbone) fold themselves;
-    everything else (ResNet, heads) goes through mmcv's ``fuse_conv_bn``, as ``tools/test.py --fuse``.
+    Modules of ours that define ``switch_to_deploy`` (the EfficientViT backbone) fold themselves,
+    children included; everything else (ResNet, necks, heads) goes through mmcv's ``fuse_conv_bn``.
+    Used by ``tools/test.py --fuse`` and by the analysis and export tools. Idempotent.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f'deploy_model expects an nn.Module, got {type(model).__name__}')
-    switched = []
-    for name, module in model.named_modules():
-        inside_switched = any(name == s or name.startswith(s + '.') or s == '' for s in switched)
-        if hasattr(module, 'switch_to_deploy') and not inside_switched:
+    from mmcv.cnn import fuse_conv_bn
+
+    def switch(module: nn.Module) -> None:
+        if hasattr(module, 'switch_to_deploy'):
             module.switch_to_deploy()
-            switched.append(name)
-    try:
-        from mmcv.cnn import fuse_conv_bn
-    except ImportError:  # backbone-only use without mmcv: our backbone has folded itself
-        if not switched:
-            raise
-        return model.eval()
+        else:
+            for child in module.children():
+                switch(child)
+
+    switch(model)
     return fuse_conv_bn(model).eval()
 
 
