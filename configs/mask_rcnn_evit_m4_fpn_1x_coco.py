@@ -4,25 +4,7 @@ _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     './_base_/evit_1x_recipe.py',
+    './_base_/models/efficientvit_m4_fpn.py',
 ]
 
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='EfficientViT',
-        arch='m4',
-        out_indices=(0, 1, 2),  # strides 16, 32, 64
-        frozen_stages=-1,
-        norm_eval=True,
-        init_cfg=dict(
-            type='Pretrained',
-            checkpoint='https://github.com/xinyuliu-jeffrey/EfficientViT_Model_Zoo/'
-            'releases/download/v1.0/efficientvit_m4.pth')),
-    neck=dict(
-        _delete_=True,
-        type='EfficientViTFPN',
-        in_channels=[128, 256, 384],
-        out_channels=256,
-        start_level=0,
-        num_outs=5,
-        num_extra_trans_convs=2))  # outputs at strides 4, 8, 16, 32, 64 (no max-pool level)
+model = dict(backbone={{_base_.evit_backbone}}, neck={{_base_.mask_rcnn_neck}})

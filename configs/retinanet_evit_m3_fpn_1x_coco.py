@@ -1,10 +1,6 @@
-# RetinaNet with EfficientViT-M3: the M4 config with this arch's ImageNet weights and channels.
+# RetinaNet with EfficientViT-M3: the M4 config with this arch, its ImageNet weights and channels.
 _base_ = './retinanet_evit_m4_fpn_1x_coco.py'
 
 model = dict(
-    backbone=dict(
-        arch='m3',
-        init_cfg=dict(
-            checkpoint='https://github.com/xinyuliu-jeffrey/EfficientViT_Model_Zoo/'
-            'releases/download/v1.0/efficientvit_m3.pth')),
+    backbone=dict(arch='m3', init_cfg=dict(checkpoint='efficientvit://efficientvit_m3.pth')),
     neck=dict(in_channels=[128, 240, 320]))

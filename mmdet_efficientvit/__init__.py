@@ -5,10 +5,14 @@ checkpoints need for ``torch.load(weights_only=True)``, and registers every modu
 mmdet's registries (so ``custom_imports=dict(imports=['mmdet_efficientvit'])`` is all a config needs).
 """
 from .compat import allow_checkpoint_globals, check_environment
+from .version import __version__
 
 check_environment()
 allow_checkpoint_globals()
 
 from . import datasets, engine, models  # noqa: E402,F401  (registers modules)
+from .models.utils.checkpoint import register_model_zoo_scheme  # noqa: E402
 
-__version__ = '0.1.0'
+register_model_zoo_scheme()
+
+__all__ = ['__version__']

@@ -12,14 +12,9 @@ from typing import Any, Callable, List, Tuple, Union
 
 from packaging.version import Version
 
-SETUP_HINT = 'Run `make setup` in the mmdet-efficientvit checkout to build the tested stack in .venv/.'
+from .version import SUPPORTED, requirement
 
-# (package, lowest supported, first unsupported): the ranges CI tests, as in setup.py.
-SUPPORTED = (
-    ('mmengine', '0.10.0', '0.11.0'),
-    ('mmcv', '2.0.0', '2.2.0'),
-    ('mmdet', '3.0.0', '3.4.0'),
-)
+SETUP_HINT = 'Run `make setup` in the mmdet-efficientvit checkout to build the tested stack in .venv/.'
 
 
 class UnsupportedStackError(ImportError):
@@ -28,16 +23,16 @@ class UnsupportedStackError(ImportError):
 
 def check_environment() -> None:
     """Raise ``ImportError`` naming the problem and the fix if the stack is unusable."""
-    for package, low, high in SUPPORTED:
+    for package, _, _ in SUPPORTED:
         try:
             version = importlib.import_module(package).__version__
         except ImportError as err:
             raise UnsupportedStackError(
-                f'mmdet-efficientvit needs {package}>={low},<{high}, which is not importable ({err}). '
+                f'mmdet-efficientvit needs {requirement(package)}, which is not importable ({err}). '
                 f'{SETUP_HINT}') from None
-        if not Version(low) <= Version(version) < Version(high):
+        if not _supported(package, version):
             raise UnsupportedStackError(
-                f'mmdet-efficientvit supports {package}>={low},<{high}, found {package}=={version}. '
+                f'mmdet-efficientvit supports {requirement(package)}, found {package}=={version}. '
                 f'{SETUP_HINT}')
     try:
         importlib.import_module('mmcv._ext')
@@ -46,6 +41,12 @@ def check_environment() -> None:
             'mmcv is installed without its compiled ops (mmcv._ext is missing: '
             f'{err}); mmdet needs them (NMS, RoIAlign, ...). The `mmcv-lite` package or a source build '
             f'without MMCV_WITH_OPS=1 causes this. {SETUP_HINT}') from None
+
+
+def _supported(package: str, version: str) -> bool:
+    low, high = next((lo, hi) for name, lo, hi in SUPPORTED if name == package)
+    release = Version(Version(version).base_version)  # 2.14.1+cu130 -> 2.14.1
+    return Version(low) <= release and (high is None or release < Version(high))
 
 
 def _history_buffer_statistic(owner: Any, name: str) -> Callable:

@@ -14,7 +14,7 @@ from mmengine.logging import MMLogger
 from safetensors.torch import save_file
 
 from mmdet_efficientvit.models.backbones.efficientvit import EfficientViT
-from mmdet_efficientvit.models.utils.checkpoint import CheckpointError
+from mmdet_efficientvit.errors import CheckpointError
 from _data import official_bias_idxs
 from test_backbone import ARCHS, max_rel_err, randomize, single_thread  # noqa: F401
 

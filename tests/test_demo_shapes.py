@@ -8,7 +8,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from mmdet_efficientvit.datasets import DEMO_SHAPES_CLASSES, generate_demo_shapes
+from mmdet_efficientvit.datasets.demo_shapes import DEMO_SHAPES_CLASSES, generate_demo_shapes
 from mmdet_efficientvit.datasets.demo_shapes import render_image
 
 NUM_TRAIN, NUM_VAL, SIZE = 12, 6, (96, 80)

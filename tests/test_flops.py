@@ -10,8 +10,9 @@ import sys
 import pytest
 import torch
 
-from mmdet_efficientvit.utils.analysis import (PAPER_MFLOPS, build_backbone, classifier_complexity,
-                                               complexity, parse_size)
+from mmdet_efficientvit.analysis.builders import build_backbone, parse_size
+from mmdet_efficientvit.analysis.flops import classifier_complexity, complexity
+from mmdet_efficientvit.model_zoo import PAPER_MFLOPS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'tools', 'analysis_tools'))

@@ -10,12 +10,13 @@ import sys
 import pytest
 import torch
 
-from mmdet_efficientvit.utils.analysis import (Backbone, RawDetector, build_backbone,
-                                               build_detector, deploy_model, randomize_batchnorm)
+from mmdet_efficientvit.analysis.builders import (Backbone, RawDetector, build_backbone,
+                                                  build_detector, randomize_batchnorm)
+from mmdet_efficientvit.models.utils import deploy_model
 
 ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
-from mmdet_efficientvit.utils.onnx_export import check_onnx, export_onnx  # noqa: E402
+from mmdet_efficientvit.deployment.onnx_export import check_onnx, export_onnx  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'tools', 'deployment'))

@@ -17,7 +17,7 @@ import torch
 from mmengine.fileio import LocalBackend
 from mmengine.logging import MessageHub
 
-from mmdet_efficientvit.datasets import generate_demo_shapes
+from mmdet_efficientvit.datasets.demo_shapes import generate_demo_shapes
 from mmdet_efficientvit.engine import AtomicCheckpointHook
 
 from _data import (CONFIGS, MODEL_ZOO, REPO, free_port, mmdet2_meta, official_bias_idxs, run_tool,

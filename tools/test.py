@@ -18,10 +18,10 @@ from mmengine.runner import Runner
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdet_efficientvit  # noqa: F401  (registers our models)
-from mmdet_efficientvit.engine.cli import (SetupError, check_data_paths, load_config,
-                                           parse_common_args, setup_cpu_distributed,
-                                           short_errors, teardown_distributed)
-from mmdet_efficientvit.utils.analysis import deploy_model
+from mmdet_efficientvit.cli import (check_data_paths, config_from_args, parse_common_args,
+                                    setup_cpu_distributed, short_errors, teardown_distributed)
+from mmdet_efficientvit.errors import SetupError
+from mmdet_efficientvit.models.utils import deploy_model
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,7 +41,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise SystemExit(f'error: --out must name a .pkl file, got {args.out}')
     if args.show or args.show_dir:

@@ -10,9 +10,9 @@ from mmdet.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdet_efficientvit  # noqa: F401  (registers our models)
-from mmdet_efficientvit.engine.cli import (SetupError, check_data_paths, load_config,
-                                           parse_common_args, setup_cpu_distributed,
-                                           short_errors, teardown_distributed)
+from mmdet_efficientvit.cli import (check_data_paths, config_from_args, parse_common_args,
+                                    setup_cpu_distributed, short_errors, teardown_distributed)
+from mmdet_efficientvit.errors import SetupError
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,7 +30,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args)
+    cfg = config_from_args(args)
 
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'

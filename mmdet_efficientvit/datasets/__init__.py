@@ -1,4 +1,2 @@
-"""Datasets: the synthetic DemoShapes generator (read through mmdet's CocoDataset)."""
-from .demo_shapes import DEMO_SHAPES_CLASSES, generate_demo_shapes
-
-__all__ = ['DEMO_SHAPES_CLASSES', 'generate_demo_shapes']
+"""Datasets. The synthetic DemoShapes generator (``datasets.demo_shapes``) is imported on demand only:
+registering our modules does not need it."""

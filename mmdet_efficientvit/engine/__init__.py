@@ -1,3 +1,1 @@
-from .atomic_checkpoint_hook import AtomicCheckpointHook
-
-__all__ = ['AtomicCheckpointHook']
+from .hooks import *  # noqa: F401,F403

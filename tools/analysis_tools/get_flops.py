@@ -26,9 +26,12 @@ from typing import List, Optional
 import torch
 from mmengine.analysis.print_helper import complexity_stats_table
 
-from mmdet_efficientvit.utils.analysis import (ARCHS, PAPER_MFLOPS, Backbone, TensorModeDetector,
-                                               build_backbone, build_detector, classifier_complexity,
-                                               complexity, deploy_model, load_config, parse_size)
+from mmdet_efficientvit.analysis.builders import (Backbone, TensorModeDetector, build_backbone,
+                                                  build_detector, parse_size)
+from mmdet_efficientvit.analysis.flops import classifier_complexity, complexity
+from mmdet_efficientvit.model_zoo import ARCHS, CLS_WINDOW_SIZE, PAPER_MFLOPS
+from mmdet_efficientvit.models.utils import deploy_model
+from mmdet_efficientvit.resources import load_config
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -50,7 +53,7 @@ def padded(size, divisor: int):
 
 def backbone_report(archs: List[str], args: argparse.Namespace) -> List[dict]:
     size = parse_size(args.size or 224)
-    window = tuple(args.window_size or ((7, 7, 4) if size == (224, 224) else (7, 7, 7)))
+    window = tuple(args.window_size or (CLS_WINDOW_SIZE if size == (224, 224) else (7, 7, 7)))
     rows = []
     for arch in archs:
         model = Backbone(build_backbone(arch, window_size=window))

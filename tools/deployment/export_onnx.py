@@ -25,10 +25,11 @@ from typing import List, Optional
 
 import torch
 
-from mmdet_efficientvit.utils.analysis import (ARCHS, Backbone, RawDetector, build_backbone,
-                                               build_detector, deploy_model, parse_size,
-                                               randomize_batchnorm)
-from mmdet_efficientvit.utils.onnx_export import DEFAULT_OPSET, check_onnx, export_onnx
+from mmdet_efficientvit.analysis.builders import (Backbone, RawDetector, build_backbone,
+                                                  build_detector, parse_size, randomize_batchnorm)
+from mmdet_efficientvit.deployment.onnx_export import DEFAULT_OPSET, check_onnx, export_onnx
+from mmdet_efficientvit.model_zoo import ARCHS
+from mmdet_efficientvit.models.utils import deploy_model
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

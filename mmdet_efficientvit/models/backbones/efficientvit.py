@@ -22,9 +22,12 @@ from mmengine.model import BaseModule
 from timm.layers import SqueezeExcite
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...errors import ConfigError
 from ..utils.checkpoint import is_deployed_state_dict, load_backbone_state_dict, load_state_dict_checked
 
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'kernels', 'key_dims')
+# mmengine's names for its checkpoint initialiser; ours loads through the checked converter instead.
+PRETRAINED_TYPES = ('Pretrained', 'PretrainedInit')
 
 
 class Conv2dBN(nn.Module):
@@ -384,13 +387,13 @@ class EfficientViT(BaseModule):
             window_size = (window_size, ) * self.num_stages
         self.window_size = tuple(int(w) for w in window_size)
         if len(self.window_size) != self.num_stages or min(self.window_size) < 1:
-            raise ValueError(f'window_size must be a positive int or {self.num_stages} positive '
+            raise ConfigError(f'window_size must be a positive int or {self.num_stages} positive '
                              f'ints, got {window_size!r}')
         self.out_indices = tuple(out_indices)
         if not self.out_indices or any(i not in range(self.num_stages) for i in self.out_indices):
-            raise ValueError(f'out_indices must be a non-empty subset of (0, 1, 2), got {out_indices!r}')
+            raise ConfigError(f'out_indices must be a non-empty subset of (0, 1, 2), got {out_indices!r}')
         if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
+            raise ConfigError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
@@ -426,22 +429,22 @@ class EfficientViT(BaseModule):
         if isinstance(arch, str):
             key = arch.lower()
             if key not in cls.arch_zoo:
-                raise ValueError(f'Unknown EfficientViT arch {arch!r}; choose one of '
+                raise ConfigError(f'Unknown EfficientViT arch {arch!r}; choose one of '
                                  f'{sorted(cls.arch_zoo)} or pass a dict with keys {ARCH_KEYS}')
             return key.upper(), copy.deepcopy(cls.arch_zoo[key])
         if not isinstance(arch, dict) or set(arch) != set(ARCH_KEYS):
-            raise ValueError(f'A custom EfficientViT arch must be a dict with exactly the keys '
+            raise ConfigError(f'A custom EfficientViT arch must be a dict with exactly the keys '
                              f'{ARCH_KEYS}, got {arch!r}')
         settings = {k: list(arch[k]) for k in ARCH_KEYS}
         for k in ('embed_dims', 'depths', 'num_heads', 'key_dims'):
             if len(settings[k]) != cls.num_stages:
-                raise ValueError(f'arch[{k!r}] needs {cls.num_stages} values, got {settings[k]}')
+                raise ConfigError(f'arch[{k!r}] needs {cls.num_stages} values, got {settings[k]}')
         for dim, heads in zip(settings['embed_dims'], settings['num_heads']):
             if dim % heads or dim % 8:
-                raise ValueError(f'embed dim {dim} must be divisible by 8 and by its '
+                raise ConfigError(f'embed dim {dim} must be divisible by 8 and by its '
                                  f'{heads} heads')
         if len(settings['kernels']) < max(settings['num_heads']):
-            raise ValueError('arch["kernels"] needs one kernel size per head')
+            raise ConfigError('arch["kernels"] needs one kernel size per head')
         for name, zoo_settings in cls.arch_zoo.items():
             if zoo_settings == settings:
                 return name.upper(), settings
@@ -507,7 +510,7 @@ class EfficientViT(BaseModule):
         backbone weight that would stay random raises instead.
         """
         cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
-        pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') == 'Pretrained']
+        pretrained = [c for c in cfgs if isinstance(c, dict) and c.get('type') in PRETRAINED_TYPES]
         if not pretrained or self._is_init:
             super().init_weights()
             return

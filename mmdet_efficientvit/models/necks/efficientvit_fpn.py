@@ -17,6 +17,8 @@ from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, MultiConfig, OptConfigType
 from torch import Tensor
 
+from ...errors import ConfigError
+
 
 @MODELS.register_module()
 class EfficientViTFPN(FPN):
@@ -58,7 +60,7 @@ class EfficientViTFPN(FPN):
         num_fpn_outs = num_outs - num_extra_trans_convs
         num_used_ins = (len(in_channels) if end_level == -1 else end_level + 1) - start_level
         if num_extra_trans_convs < 0 or num_fpn_outs < num_used_ins:
-            raise ValueError(
+            raise ConfigError(
                 f'EfficientViTFPN: num_outs={num_outs} must be at least the {num_used_ins} used input '
                 f'levels plus num_extra_trans_convs={num_extra_trans_convs} (>= 0); '
                 'raise num_outs or lower num_extra_trans_convs.')
@@ -87,7 +89,7 @@ class EfficientViTFPN(FPN):
     def forward(self, inputs: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
         """Return ``num_outs`` maps, finest first (the transposed-conv levels, then FPN's levels)."""
         if len(inputs) != len(self.in_channels):
-            raise ValueError(f'EfficientViTFPN expects {len(self.in_channels)} feature maps '
+            raise ConfigError(f'EfficientViTFPN expects {len(self.in_channels)} feature maps '
                              f'(in_channels={self.in_channels}), got {len(inputs)}.')
 
         laterals = [conv(inputs[i + self.start_level]) for i, conv in enumerate(self.lateral_convs)]

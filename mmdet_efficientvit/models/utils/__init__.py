@@ -1,8 +1,10 @@
-from .checkpoint import (CheckpointError, describe_arch, is_deployed_state_dict,
-                         load_backbone_state_dict, load_state_dict_checked, read_checkpoint,
+from .checkpoint import (describe_arch, is_deployed_state_dict, load_backbone_state_dict,
+                         load_state_dict_checked, read_checkpoint, register_model_zoo_scheme,
                          resize_attention_biases, timm_to_official)
+from .deploy import deploy_model
 
 __all__ = [
-    'CheckpointError', 'describe_arch', 'is_deployed_state_dict', 'load_backbone_state_dict',
-    'load_state_dict_checked', 'read_checkpoint', 'resize_attention_biases', 'timm_to_official'
+    'deploy_model', 'describe_arch', 'is_deployed_state_dict', 'load_backbone_state_dict',
+    'load_state_dict_checked', 'read_checkpoint', 'register_model_zoo_scheme',
+    'resize_attention_biases', 'timm_to_official'
 ]

@@ -25,13 +25,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import print_log
 
+from ...errors import CheckpointError
+from ...model_zoo import SCHEME, resolve
+
 StateDict = Dict[str, torch.Tensor]
 
 TIMM_HUB_PREFIX = 'timm/'
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the backbone."""
 
 
 def _short(err: BaseException) -> str:
@@ -69,8 +68,21 @@ def _download_timm(hub_id: str) -> str:
             f"init_cfg=dict(type='Pretrained', checkpoint='/path/to/model.safetensors')") from None
 
 
+def register_model_zoo_scheme() -> None:
+    """Let mmengine's ``CheckpointLoader`` (``load_from``, ``load_checkpoint``) read ``efficientvit://``."""
+    from mmengine.runner import CheckpointLoader
+
+    def load_from_model_zoo(filename: str, map_location=None):
+        return CheckpointLoader.load_checkpoint(resolve(filename), map_location=map_location)
+
+    CheckpointLoader.register_scheme(SCHEME, load_from_model_zoo, force=True)
+
+
 def read_checkpoint(source: str) -> dict:
-    """Load a local path, an http(s) URL or a timm hub id; ``.pth`` or ``.safetensors``."""
+    """Load a local path, an http(s) URL, an ``efficientvit://`` name or a timm hub id;
+    ``.pth`` or ``.safetensors``."""
+    if source.startswith(SCHEME):
+        source = resolve(source)
     if source.startswith(('http://', 'https://')):
         path = _download(source)
     elif source.startswith(TIMM_HUB_PREFIX) and not os.path.exists(source):
@@ -232,6 +244,9 @@ def load_state_dict_checked(model: nn.Module, state_dict: StateDict, source: str
     for (old, new), n in resize_attention_biases(state_dict, target).items():
         print_log(f'EfficientViT checkpoint {source}: resized {n} attention_biases tables from '
                   f'{old}x{old} to {new}x{new} windows (bicubic)', logger='current')
+    for key in target:  # safetensors exports often omit BN's counters, which inference never reads
+        if key.endswith('num_batches_tracked') and key not in state_dict:
+            state_dict[key] = target[key]
     missing = [k for k in target if k not in state_dict]
     unexpected = [k for k in state_dict if k not in target]
     misshaped = [f'{k} {tuple(v.shape)} vs {tuple(target[k].shape)}' for k, v in state_dict.items()

@@ -1,5 +1,6 @@
-"""What tools/train.py and tools/test.py share beyond mmdet's CLI: set-up mistakes reported in one short
-message instead of a traceback, and distributed runs on machines without CUDA."""
+"""Command-line glue that the tools share beyond mmdet's CLI: set-up mistakes reported in one short
+message instead of a traceback, config loading with mmdet's options, and distributed runs on machines
+without CUDA."""
 import argparse
 import logging
 import os
@@ -12,17 +13,12 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 
-from mmdet_efficientvit.models.utils.checkpoint import CheckpointError
-
-
-class SetupError(Exception):
-    """A problem with the user's set-up (data or files missing) that a message explains fully."""
-
+from .errors import CheckpointError, ConfigError, SetupError
+from .resources import load_config
 
 # Errors whose message already says what is wrong and how to fix it (a missing file is named by its
-# path; CheckpointError covers unreadable, mismatching or undownloadable backbone checkpoints): the
-# tools print only the message.
-USER_ERRORS = (SetupError, CheckpointError, FileNotFoundError)
+# path): the tools print only the message.
+USER_ERRORS = (SetupError, CheckpointError, ConfigError, FileNotFoundError)
 
 
 @contextmanager
@@ -50,10 +46,10 @@ def parse_common_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
     return args
 
 
-def load_config(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace) -> Config:
     """The config of ``args.config`` with ``--cfg-options``, ``--launcher`` and the work dir applied
     (work dir priority: ``--work-dir`` > the config's > ``./work_dirs/<config name>``)."""
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

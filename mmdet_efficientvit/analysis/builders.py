@@ -1,29 +1,17 @@
-"""Build models for analysis without downloads, deploy them, and count their FLOPs.
+"""Build the models that the analysis and deployment tools measure, without downloading anything.
 
 Shared by ``tools/analysis_tools/get_flops.py``, ``tools/analysis_tools/benchmark.py`` and
-``tools/deployment/export_onnx.py`` so that the three tools measure exactly the same models.
-
-FLOPs follow the fvcore / mmengine convention of the paper: one multiply-add counts as one FLOP,
-convolutions, linears and the attention matmuls (``q^T k`` and ``v attn^T``) are counted, softmax and
-element-wise additions are not.
+``tools/deployment/export_onnx.py`` so that the tools measure exactly the same models.
 """
 import copy
 import logging
 import re
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.analysis import FlopAnalyzer, parameter_count
-from mmengine.analysis.complexity_analysis import bmm_flop_jit
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-
-# The paper's classification FLOPs (MFLOPs = mega multiply-adds, full classifier at 224x224).
-PAPER_MFLOPS = dict(m0=79, m1=167, m2=201, m3=263, m4=299, m5=522)
-# Classification windows at 224: the window is clamped to the stage resolution (14, 7, 4).
-CLS_WINDOW_SIZE = (7, 7, 4)
-ARCHS = tuple(PAPER_MFLOPS)
 
 SizeLike = Union[int, str, Sequence[int]]
 
@@ -59,21 +47,6 @@ def build_backbone(arch: str = 'm4',
     return model.eval()
 
 
-def build_classifier_head(in_channels: int, num_classes: int = 1000) -> nn.Module:
-    """The paper's classification head (global average pool, BN, Linear), for FLOP comparisons."""
-    return nn.Sequential(
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.BatchNorm1d(in_channels),
-        nn.Linear(in_channels, num_classes)).eval()
-
-
-def load_config(config: str) -> Config:
-    """Load a config file; ``mmdet::retinanet/...`` names a config shipped with mmdet."""
-    if '::' in config:
-        from mmengine.hub import get_config
-        return get_config(config)
-    return Config.fromfile(config)
-
-
 def build_detector(config: Union[str, Config],
                    checkpoint: Optional[str] = None,
                    cfg_options: Optional[dict] = None) -> nn.Module:
@@ -87,6 +60,7 @@ def build_detector(config: Union[str, Config],
     from mmengine.utils import import_modules_from_strings
 
     import mmdet_efficientvit  # noqa: F401  (registers our modules)
+    from mmdet_efficientvit.resources import load_config
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
@@ -114,26 +88,6 @@ def build_detector(config: Union[str, Config],
     else:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
     return model.eval()
-
-
-def deploy_model(model: nn.Module) -> nn.Module:
-    """Fold every BatchNorm into its conv/linear, in place, and return the model in eval mode.
-
-    Modules of ours that define ``switch_to_deploy`` (the EfficientViT backbone) fold themselves,
-    children included; everything else (ResNet, necks, heads) goes through mmcv's ``fuse_conv_bn``.
-    Used by ``tools/test.py --fuse`` and by the analysis and export tools. Idempotent.
-    """
-    from mmcv.cnn import fuse_conv_bn
-
-    def switch(module: nn.Module) -> None:
-        if hasattr(module, 'switch_to_deploy'):
-            module.switch_to_deploy()
-        else:
-            for child in module.children():
-                switch(child)
-
-    switch(model)
-    return fuse_conv_bn(model).eval()
 
 
 def image_data_samples(img: torch.Tensor) -> list:
@@ -213,50 +167,3 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
                     module.weight.copy_(torch.rand(n, generator=gen) * 0.5 + 0.5)
                     module.bias.copy_(torch.randn(n, generator=gen) * 0.1)
     return model
-
-
-def baddbmm_flop_jit(inputs, outputs) -> int:
-    """``baddbmm(bias, a, b)``: the multiply-adds of ``a @ b`` (the added bias is not counted, as
-    fvcore/mmengine count ``addmm``). Our attention computes ``scale * q^T k + bias`` this way."""
-    return bmm_flop_jit(inputs[1:3], outputs)
-
-
-def complexity(model: nn.Module, inputs: Union[torch.Tensor, Tuple[torch.Tensor, ...]]) -> Dict:
-    """Params and FLOPs (multiply-adds) of ``model(inputs)`` with mmengine's ``FlopAnalyzer``.
-
-    Returns ``dict(flops=int, params=int, matmul_flops=int, by_operator={op: flops},
-    analyzer=FlopAnalyzer)``; ``matmul_flops`` sums the matrix products (the attention).
-    """
-    inputs = inputs if isinstance(inputs, tuple) else (inputs, )
-    analyzer = FlopAnalyzer(model, inputs).set_op_handle(**{'aten::baddbmm': baddbmm_flop_jit})
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    with torch.no_grad():
-        flops = analyzer.total()
-    by_operator = dict(analyzer.by_operator())
-    matmul = sum(by_operator.get(op, 0) for op in ('matmul', 'bmm', 'baddbmm', 'einsum'))
-    return dict(flops=flops, params=parameter_count(model)[''], matmul_flops=matmul,
-                by_operator=by_operator, analyzer=analyzer)
-
-
-def classifier_complexity(arch: str, deploy: bool = True) -> Dict:
-    """FLOPs of the paper's classifier at 224: our backbone with classification windows plus the head.
-
-    The head (pool + BN + Linear to 1000 classes) is counted on the backbone's last map with the same
-    analyzer; with ``deploy`` its BN is folded into the Linear like the backbone's BNs are, which is how
-    the paper's numbers (79 ... 522 MFLOPs) come out.
-    """
-    backbone = build_backbone(arch, window_size=CLS_WINDOW_SIZE)
-    img = torch.zeros(1, 3, 224, 224)
-    with torch.no_grad():
-        last = backbone(img)[-1]
-    head = build_classifier_head(last.shape[1])
-    # Parameters as released (BN included), whatever ``deploy`` says.
-    params = parameter_count(backbone)[''] + parameter_count(head)['']
-    if deploy:
-        deploy_model(backbone)
-        head = nn.Sequential(*head[:2], head[3])  # BN folded into the Linear: no BN FLOPs left
-    body_flops = complexity(backbone, img)['flops']
-    head_flops = complexity(head, last)['flops']
-    return dict(flops=body_flops + head_flops, backbone_flops=body_flops, head_flops=head_flops,
-                params=params, paper_flops=PAPER_MFLOPS[arch] * 1e6)

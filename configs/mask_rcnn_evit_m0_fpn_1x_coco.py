@@ -1,0 +1,6 @@
+# Mask R-CNN with EfficientViT-M0: the M4 config with this arch, its ImageNet weights and channels.
+_base_ = './mask_rcnn_evit_m4_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(arch='m0', init_cfg=dict(checkpoint='efficientvit://efficientvit_m0.pth')),
+    neck=dict(in_channels=[64, 128, 192]))

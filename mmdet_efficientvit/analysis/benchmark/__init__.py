@@ -1,0 +1,6 @@
+"""Side-by-side CPU benchmarks of backbones, detectors and exported graphs.
+
+``cases`` builds what is compared (each case a callable plus a JSON-able spec that rebuilds it),
+``measure`` times cases interleaved and measures peak memory in fresh processes, ``report`` writes the
+tables and the plot. ``tools/analysis_tools/benchmark.py`` is the command line.
+"""

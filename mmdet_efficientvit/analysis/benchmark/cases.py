@@ -1,0 +1,231 @@
+"""What a benchmark compares: :class:`Case` (a model to run plus how to rebuild it) and its builders.
+
+Every case carries a JSON-able ``spec`` from which :func:`build_runner` rebuilds it in another process
+(the memory measurement runs each case in a fresh one). Weights are random: timings do not depend on
+them, and nothing is downloaded.
+"""
+import copy
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from ...model_zoo import ARCHS, CLS_WINDOW_SIZE
+from ...models.utils import deploy_model
+from ...resources import REPO_ROOT
+from ..builders import (Backbone, RawDetector, build_backbone, build_detector, image_data_samples,
+                        parse_size, randomize_batchnorm)
+from ..flops import complexity
+
+DETECTORS = {f'evit-{a}': os.path.join(REPO_ROOT, 'configs', f'retinanet_evit_{a}_fpn_1x_coco.py')
+             for a in ARCHS}
+DETECTORS.update({
+    'r18': 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',
+    'r50': 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+})
+DETECTOR_NAMES = {**{f'evit-{a}': f'RetinaNet-EfficientViT-{a.upper()}' for a in ARCHS},
+                  'r18': 'RetinaNet-R18', 'r50': 'RetinaNet-R50'}
+
+
+def case_key(group: str, model: str, variant: str) -> str:
+    """The key that names a case in ratios and CSV rows: ``'group|model|variant'``."""
+    return f'{group}|{model}|{variant}'
+
+
+@dataclass
+class Case:
+    group: str                       # 'backbone', 'backbone@det', 'detector'
+    model: str                       # display name
+    variant: str                     # 'timm', 'unfused', 'deployed', ...
+    size: Tuple[int, int]
+    spec: Dict
+    run: Callable
+    batch: int                       # throughput batch size (0: latency only)
+    params: int = 0
+    flops: int = 0
+    reference: Optional[str] = None  # key of the case ratios are taken against
+    latency_ms: float = float('nan')
+    throughput: float = float('nan')
+    mem_bs1: float = float('nan')
+    mem_bsn: float = float('nan')
+
+    @property
+    def key(self) -> str:
+        return case_key(self.group, self.model, self.variant)
+
+
+# ------------------------------------------------------------------------------------------ runners
+def onnx_runner(path: str, threads: int) -> Callable:
+    """Run an exported graph with onnxruntime's CPU provider on a torch tensor."""
+    from ...deployment.onnx_export import ort_session
+    session = ort_session(path, threads=threads)
+    return lambda x: session.run(None, {'input': x.numpy()})
+
+
+def finish_runner(model: nn.Module, spec: Dict) -> Callable:
+    """Apply channels_last / torch.compile as the spec asks."""
+    if spec.get('channels_last'):
+        model = model.to(memory_format=torch.channels_last)
+    if spec.get('compile'):
+        model = torch.compile(model)
+    if spec.get('channels_last'):
+        return lambda x: model(x.contiguous(memory_format=torch.channels_last))
+    return model
+
+
+def detector_runner(model: nn.Module, nms: bool) -> Callable:
+    """Raw maps (no NMS) or ``predict`` with NMS; inputs are already normalised and padded."""
+    if not nms:
+        return RawDetector(model).eval()
+
+    def predict(x: torch.Tensor):
+        return model.predict(x, image_data_samples(x))
+
+    return predict
+
+
+def build_runner(spec: Dict, threads: int) -> Callable:
+    """Build the callable for one benchmark case from its spec (weights: random)."""
+    kind = spec['kind']
+    if kind == 'onnx':
+        return onnx_runner(spec['onnx_path'], threads)
+    if kind == 'evit':
+        model = Backbone(build_backbone(spec['arch'], window_size=spec['window_size']))
+    elif kind == 'timm':
+        import timm
+        model = Backbone(timm.create_model(f"efficientvit_{spec['arch']}", pretrained=False,
+                                           num_classes=0))
+    elif kind == 'detector':
+        model = build_detector(spec['config'])
+    else:
+        raise ValueError(f'unknown case kind {kind!r}')
+    if spec.get('deploy'):
+        deploy_model(model)
+    if kind == 'detector':
+        return detector_runner(model, spec.get('nms', False))
+    return finish_runner(model.eval(), spec)
+
+
+# ------------------------------------------------------------------------------------------ builders
+def timm_and_ours(arch: str, seed: int) -> Tuple[nn.Module, nn.Module]:
+    """timm's model (seeded random init, BN randomised) and ours carrying the same weights.
+
+    That the two compute the same is tested (``tests/test_backbone.py``); here the weights only make
+    the comparison fair.
+    """
+    import timm
+    from ...models.utils import load_state_dict_checked, timm_to_official
+
+    torch.manual_seed(seed)
+    ref = randomize_batchnorm(timm.create_model(f'efficientvit_{arch}', pretrained=False,
+                                                num_classes=0), seed)
+    ours = build_backbone(arch, window_size=CLS_WINDOW_SIZE)
+    load_state_dict_checked(ours, timm_to_official(ref.state_dict()), f'timm efficientvit_{arch}',
+                            ours.arch_zoo, ours.arch_name)
+    return Backbone(ref).eval(), Backbone(ours).eval()
+
+
+def backbone_cases(archs: List[str], size: str, batch: int, seed: int, channels_last: bool = False,
+                   compile: bool = False) -> List[List[Case]]:
+    """Per arch: timm, ours unfused, ours deployed (+ channels_last / torch.compile), same weights."""
+    size = parse_size(size)
+    window = CLS_WINDOW_SIZE if size == (224, 224) else (7, 7, 7)
+    groups = []
+    for arch in archs:
+        ref, ours = timm_and_ours(arch, seed)
+        deployed = deploy_model(copy.deepcopy(ours))
+        spec = dict(kind='evit', arch=arch, window_size=list(window))
+        img = torch.randn(1, 3, *size)
+        unfused_stats, deployed_stats = complexity(ours, img), complexity(deployed, img)
+        name = f'EfficientViT-{arch.upper()}'
+        cases = [
+            Case('backbone', name, 'timm (unfused)', size, dict(kind='timm', arch=arch), ref, batch,
+                 unfused_stats['params'], complexity(ref, img)['flops']),
+            Case('backbone', name, 'ours unfused', size, spec, ours, batch,
+                 unfused_stats['params'], unfused_stats['flops']),
+            Case('backbone', name, 'ours deployed', size, dict(spec, deploy=True), deployed, batch,
+                 deployed_stats['params'], deployed_stats['flops']),
+        ]
+        for flag, label, wanted in (('channels_last', 'channels_last', channels_last),
+                                    ('compile', 'torch.compile', compile)):
+            if wanted:
+                s = dict(spec, deploy=True, **{flag: True})
+                cases.append(Case('backbone', name, f'ours deployed + {label}', size, s,
+                                  finish_runner(copy.deepcopy(deployed), s), batch,
+                                  deployed_stats['params'], deployed_stats['flops']))
+        for c in cases:
+            c.reference = case_key('backbone', name, 'timm (unfused)')
+        groups.append(cases)
+    return groups
+
+
+def onnx_backbone_cases(archs: List[str], size: str, batch: int, seed: int, threads: int,
+                        tmpdir: str, log: Callable) -> List[List[Case]]:
+    """Per arch: our deployed backbone in eager PyTorch vs the same graph under onnxruntime."""
+    from ...deployment.onnx_export import check_onnx, export_onnx
+    size = parse_size(size)
+    groups = []
+    for arch in archs:
+        torch.manual_seed(seed)
+        model = Backbone(deploy_model(randomize_batchnorm(build_backbone(arch), seed)))
+        img = torch.randn(1, 3, *size)
+        path = export_onnx(model, os.path.join(tmpdir, f'evit_{arch}.onnx'), img)
+        diff = check_onnx(path, model, [img])[0]['max_abs_diff']
+        log(f'  {arch}: ONNX backbone exported, max |onnxruntime - PyTorch| {diff:.2e}')
+        stats = complexity(model, img)
+        name = f'EfficientViT-{arch.upper()}'
+        spec = dict(kind='evit', arch=arch, window_size=[7, 7, 7], deploy=True)
+        onnx_spec = dict(kind='onnx', onnx_path=path)
+        cases = [Case('backbone@det', name, 'ours deployed', size, spec, model, batch,
+                      stats['params'], stats['flops']),
+                 Case('backbone@det', name, 'onnxruntime', size, onnx_spec,
+                      build_runner(onnx_spec, threads), batch, stats['params'], stats['flops'])]
+        for c in cases:
+            c.reference = case_key('backbone@det', name, 'ours deployed')
+        groups.append(cases)
+    return groups
+
+
+def detector_cases(detectors: List[str], size: str, batch: int, seed: int, threads: int,
+                   tmpdir: str, log: Callable, unfused: bool = False,
+                   nms_detectors: Tuple[str, ...] = (), onnx: bool = False) -> List[List[Case]]:
+    """RetinaNets at one size: (unfused,) deployed without NMS, with NMS, and under onnxruntime;
+    every case against RetinaNet-R50 measured the same way."""
+    from ...deployment.onnx_export import check_onnx, export_onnx
+    size = parse_size(size)
+    cases = []
+    for det in detectors:
+        config = DETECTORS[det]
+        torch.manual_seed(seed)
+        model = build_detector(config)
+        name = DETECTOR_NAMES[det]
+        spec = dict(kind='detector', config=config)
+        img = torch.randn(1, 3, *size)
+        if unfused:
+            raw = RawDetector(model).eval()
+            stats = complexity(raw, img)
+            cases.append(Case('detector', name, 'unfused, no NMS', size, spec, raw, batch,
+                              stats['params'], stats['flops']))
+        deployed = deploy_model(copy.deepcopy(model))
+        raw = RawDetector(deployed).eval()
+        stats = complexity(raw, img)
+        cases.append(Case('detector', name, 'deployed, no NMS', size, dict(spec, deploy=True), raw,
+                          batch, stats['params'], stats['flops']))
+        if det in nms_detectors:
+            cases.append(Case('detector', name, 'deployed + NMS', size,
+                              dict(spec, deploy=True, nms=True), detector_runner(deployed, nms=True),
+                              batch, stats['params'], stats['flops']))
+        if onnx:
+            path = export_onnx(raw, os.path.join(tmpdir, f'{det}.onnx'), img)
+            diff = check_onnx(path, raw, [img])[0]['max_abs_diff']
+            log(f'  {name}: ONNX (no NMS) exported, max |onnxruntime - PyTorch| {diff:.2e}')
+            onnx_spec = dict(kind='onnx', onnx_path=path)
+            cases.append(Case('detector', name, 'onnxruntime, no NMS', size, onnx_spec,
+                              build_runner(onnx_spec, threads), batch, stats['params'],
+                              stats['flops']))
+        log(f'  built {name}')
+    for c in cases:
+        c.reference = case_key('detector', 'RetinaNet-R50', c.variant)
+    return [cases]

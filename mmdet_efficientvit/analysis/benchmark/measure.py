@@ -1,0 +1,87 @@
+"""Timing (interleaved runs, medians) and peak memory (a fresh process per case).
+
+Models of one comparison are timed interleaved (one run of each in turn, ``repeats`` times) so that
+load from other processes hits them alike; every figure is the median over the repeats. One run is
+``k`` forward passes with ``k`` chosen at warm-up so that a run lasts about ``min_run_time`` s.
+
+Peak memory: each case runs in a fresh subprocess (``python -m ...benchmark.measure SPEC``); after the
+model and the input are built, the freed heap is returned to the OS (``malloc_trim``) and the peak
+resident set size is reset (``/proc/self/clear_refs``); the figure is the peak RSS (VmHWM) over the
+first two forward passes minus the RSS just before them: what inference adds to the built model and
+input (activations, workspaces, kernel caches, onnxruntime's arena). Same method for torch and
+onnxruntime.
+"""
+import ctypes
+import ctypes.util
+import gc
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+from .cases import Case, build_runner
+
+
+def time_group(cases: List[Case], batch: int, repeats: int, warmup: int, min_run_time: float,
+               log: Callable) -> Dict[str, float]:
+    """Median seconds per forward pass of each case, runs interleaved; ``batch`` images per pass."""
+    inputs = {c.key: torch.randn(batch, 3, *c.size) for c in cases}
+    iters = {}
+    with torch.inference_mode():
+        for c in cases:  # warm-up, and pick the passes per run
+            start = time.perf_counter()
+            for _ in range(warmup):
+                c.run(inputs[c.key])
+            per_pass = (time.perf_counter() - start) / max(warmup, 1)
+            iters[c.key] = max(1, int(round(min_run_time / max(per_pass, 1e-6))))
+        samples = {c.key: [] for c in cases}
+        for r in range(repeats):
+            for c in cases:
+                start = time.perf_counter()
+                for _ in range(iters[c.key]):
+                    c.run(inputs[c.key])
+                samples[c.key].append((time.perf_counter() - start) / iters[c.key])
+            log(f'    repeat {r + 1}/{repeats} (bs={batch}) done')
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def measure_memory(spec: Dict, size: Tuple[int, int], batch: int, threads: int) -> float:
+    """Peak RSS that inference adds, in MiB, measured in a fresh subprocess (see module doc)."""
+    payload = json.dumps(dict(spec=spec, size=size, batch=batch, threads=threads))
+    proc = subprocess.run([sys.executable, '-m', __name__, payload], capture_output=True, text=True)
+    match = re.search(r'^PEAK_MIB (\S+)$', proc.stdout, re.M)
+    if proc.returncode != 0 or match is None:
+        raise RuntimeError(f'memory worker failed for {spec}:\n{proc.stderr[-3000:]}')
+    return float(match.group(1))
+
+
+def _status(key: str) -> int:
+    with open('/proc/self/status') as f:
+        return int(re.search(rf'^{key}:\s+(\d+) kB', f.read(), re.M).group(1))
+
+
+def memory_worker(payload: str) -> None:
+    """Subprocess side of :func:`measure_memory`: build, trim the heap, reset the high-water mark, run."""
+    args = json.loads(payload)
+    torch.set_num_threads(args['threads'])
+    run = build_runner(args['spec'], threads=args['threads'])
+    x = torch.randn(args['batch'], 3, *args['size'])
+    # Hand the heap that building freed back to the OS, or inference would reuse it unseen.
+    gc.collect()
+    ctypes.CDLL(ctypes.util.find_library('c')).malloc_trim(0)
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset VmHWM to the current RSS
+    before = _status('VmRSS')
+    with torch.inference_mode():
+        for _ in range(2):
+            run(x)
+    print(f"PEAK_MIB {(_status('VmHWM') - before) / 1024:.1f}")
+
+
+if __name__ == '__main__':
+    memory_worker(sys.argv[1])

@@ -1,0 +1,1 @@
+"""Deployment: ONNX export of backbones and detectors and the onnxruntime parity check."""

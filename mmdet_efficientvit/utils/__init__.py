@@ -1,1 +1,0 @@
-"""Helpers shared by the analysis and deployment tools (FLOPs, speed, ONNX export)."""

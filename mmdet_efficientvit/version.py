@@ -1,0 +1,21 @@
+"""The package version and the library versions it supports: read by ``setup.py`` (without importing
+the package) and by the import guard in ``compat.py``."""
+__version__ = '0.1.0'
+
+# (package, lowest supported, first unsupported). torch: ``torch.serialization.add_safe_globals`` with
+# ``(object, name)`` pairs, which the checkpoint allow-list needs, arrived in torch 2.5.
+# CI tests torch 2.14.1, mmengine 0.10.7, mmcv 2.1.0 and mmdet 3.3.0.
+SUPPORTED = (
+    ('torch', '2.5.0', None),
+    ('mmengine', '0.10.0', '0.11.0'),
+    ('mmcv', '2.0.0', '2.2.0'),
+    ('mmdet', '3.0.0', '3.4.0'),
+)
+
+
+def requirement(package: str) -> str:
+    """The pip requirement string of a supported package, e.g. ``'mmcv>=2.0.0,<2.2.0'``."""
+    for name, low, high in SUPPORTED:
+        if name == package:
+            return f'{name}>={low}' + (f',<{high}' if high else '')
+    raise KeyError(package)
