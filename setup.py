@@ -1,16 +1,60 @@
 """Packaging for mmdet-efficientvit (the version and dependency ranges live in
-``mmdet_efficientvit/version.py``)."""
+``mmdet_efficientvit/version.py``).
+
+As OpenMMLab packages do, the package carries the repository's configs, tools and model index under
+``mmdet_efficientvit/.mim/`` (where mmengine resolves ``mmdet_efficientvit::...`` configs and
+``mmdet_efficientvit.resources`` finds them): a wheel gets copies, written into the build directory only;
+an editable install gets relative symlinks in the source tree (git-ignored).
+"""
+import os
 import os.path as osp
+import shutil
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+ROOT = osp.dirname(osp.abspath(__file__))
+PACKAGE = 'mmdet_efficientvit'
+# Shipped under <package>/.mim/, each when present in the repository.
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
+# mmengine reads .mim/model-index.yml before it falls back to .mim/configs/<path> for a
+# ``mmdet_efficientvit::<path>`` config: without the repository's, an index of no models.
+EMPTY_MODEL_INDEX = 'Import: []\n'
 
 
 def version_info() -> dict:
     """``mmdet_efficientvit/version.py`` executed on its own (importing the package needs the stack)."""
     namespace: dict = {}
-    with open(osp.join(osp.dirname(osp.abspath(__file__)), 'mmdet_efficientvit', 'version.py')) as f:
+    with open(osp.join(ROOT, PACKAGE, 'version.py')) as f:
         exec(f.read(), namespace)
     return namespace
+
+
+class BuildPyWithMim(build_py):
+    """build_py plus ``<package>/.mim/``: copies in the build directory, or links for ``pip install -e``."""
+
+    def run(self) -> None:
+        super().run()
+        editable = getattr(self, 'editable_mode', False)
+        mim = osp.join(ROOT if editable else self.build_lib, PACKAGE, '.mim')
+        os.makedirs(mim, exist_ok=True)
+        for name in MIM_FILES:
+            src, dst = osp.join(ROOT, name), osp.join(mim, name)
+            if osp.islink(dst) or osp.isfile(dst):
+                os.remove(dst)
+            elif osp.isdir(dst):
+                shutil.rmtree(dst)
+            if not osp.exists(src):
+                if name == 'model-index.yml':
+                    with open(dst, 'w') as f:
+                        f.write(EMPTY_MODEL_INDEX)
+                continue
+            if editable:
+                os.symlink(osp.relpath(src, mim), dst)
+            elif osp.isdir(src):
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            else:
+                shutil.copy2(src, dst)
 
 
 info = version_info()
@@ -18,7 +62,9 @@ setup(
     name='mmdet-efficientvit',
     version=info['__version__'],
     description="Microsoft's EfficientViT (CVPR 2023) backbone and FPN neck for MMDetection 3.x",
-    packages=find_packages(include=['mmdet_efficientvit', 'mmdet_efficientvit.*']),
+    packages=find_packages(include=[PACKAGE, f'{PACKAGE}.*']),
+    cmdclass={'build_py': BuildPyWithMim},
+    entry_points={'console_scripts': [f'mmdet-efficientvit={PACKAGE}.commands:main']},
     python_requires='>=3.9',
     install_requires=[info['requirement'](name) for name, _, _ in info['SUPPORTED']] + [
         'timm>=1.0.15',

@@ -2,7 +2,7 @@
 # Official result (COCO val2017): box AP 32.8, mask AP 31.0.
 _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
-    'mmdet::_base_/datasets/coco_instance.py',
+    './_base_/datasets/coco_instance.py',
     './_base_/evit_1x_recipe.py',
     './_base_/models/efficientvit_m4_fpn.py',
 ]

@@ -2,12 +2,14 @@
 message instead of a traceback, config loading with mmdet's options, and distributed runs on machines
 without CUDA."""
 import argparse
-import logging
+import gc
+import json
 import os
+import re
 import os.path as osp
 import sys
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 import torch.distributed as torch_dist
@@ -19,15 +21,48 @@ from .resources import load_config
 # Errors whose message already says what is wrong and how to fix it (a missing file is named by its
 # path): the tools print only the message.
 USER_ERRORS = (SetupError, CheckpointError, ConfigError, FileNotFoundError)
+# What mmcv's LoadImageFromFile asserts for an image file that does not decode.
+_MMCV_UNREADABLE_IMAGE = re.compile(r'^failed to load image: (.+)$', re.M)
+
+
+def user_message(err: BaseException) -> str:
+    """The message of a user error; for one raised in a DataLoader worker (which torch re-raises
+    with the worker's traceback in the message), the original message alone."""
+    text = str(err)
+    kind, module = type(err).__qualname__, type(err).__module__
+    marker = f'{kind}: ' if module == 'builtins' else f'{module}.{kind}: '  # as tracebacks print it
+    if text.startswith(f'Caught {type(err).__name__} in DataLoader worker') and marker in text:
+        text = text.rpartition(marker)[2]
+    return text.strip()
 
 
 @contextmanager
-def short_errors() -> Iterator[None]:
-    """Print known set-up errors as ``error: <message>`` and exit 1; let real bugs keep their traceback."""
+def short_errors(cfg: Optional[Config] = None) -> Iterator[None]:
+    """Print known set-up errors as ``error: <message>`` and exit 1; let real bugs keep their traceback.
+
+    With ``cfg``, a ``ConfigError`` names the config file, and a ``JSONDecodeError`` (pycocotools and
+    mmdet do not say which file) becomes one such message naming the annotation file that does not
+    parse. mmcv's assertion on an undecodable image (evaluation pipelines) becomes one naming it.
+    """
     try:
         yield
     except USER_ERRORS as e:
-        print(f'error: {e}', file=sys.stderr)
+        where = f'{cfg.filename}: ' if isinstance(e, ConfigError) and cfg is not None else ''
+        print(f'error: {where}{user_message(e)}', file=sys.stderr)
+        sys.exit(1)
+    except json.JSONDecodeError as e:
+        broken = broken_annotation_file(cfg, e) if cfg is not None else None
+        if broken is None:
+            raise
+        print(f'error: {broken}', file=sys.stderr)
+        sys.exit(1)
+    except AssertionError as e:  # mmcv's LoadImageFromFile on an undecodable image (evaluation)
+        unreadable = _MMCV_UNREADABLE_IMAGE.search(user_message(e))
+        if unreadable is None:
+            raise
+        print(f'error: cannot decode image {unreadable.group(1)}; evaluation reads every image of the '
+              'annotation file: restore the file, or remove its entry from the annotation file',
+              file=sys.stderr)
         sys.exit(1)
 
 
@@ -64,6 +99,38 @@ def _innermost_dataset(cfg: dict) -> dict:
     while 'dataset' in cfg:  # RepeatDataset, ClassBalancedDataset, ...
         cfg = cfg['dataset']
     return cfg
+
+
+def annotation_files(cfg: Config) -> List[str]:
+    """The annotation files a config reads: each dataloader's ``ann_file`` (under its ``data_root``)
+    and each evaluator's."""
+    files = []
+    for split in ('train', 'val', 'test'):
+        loader = cfg.get(f'{split}_dataloader')
+        ds = _innermost_dataset(loader['dataset']) if loader else {}
+        if ds.get('ann_file'):
+            files.append(osp.join(ds.get('data_root') or '', ds['ann_file']))
+        evaluator = cfg.get(f'{split}_evaluator')
+        if isinstance(evaluator, dict) and evaluator.get('ann_file'):
+            files.append(evaluator['ann_file'])
+    return list(dict.fromkeys(files))
+
+
+def broken_annotation_file(cfg: Config, err: json.JSONDecodeError) -> Optional[str]:
+    """Which of the config's annotation files fails to parse (``err`` has the text, not the name),
+    with the parser's line and column; None if all parse. Files of the text's size are tried first."""
+    size = len(err.doc.encode())
+    candidates = [f for f in annotation_files(cfg) if osp.isfile(f)]
+    for path in sorted(candidates, key=lambda f: osp.getsize(f) != size):
+        try:
+            with open(path, encoding='utf-8') as f:
+                json.load(f)
+        except json.JSONDecodeError as e:
+            return (f'annotation file {path} is not valid JSON: {e.msg} (line {e.lineno}, column '
+                    f'{e.colno}). Repair it, or download / generate it again')
+        except (OSError, UnicodeDecodeError):
+            continue
+    return None
 
 
 def check_data_paths(cfg: Config, splits: Sequence[str]) -> None:
@@ -123,19 +190,15 @@ def setup_cpu_distributed(cfg: Config) -> None:
 
 
 def teardown_distributed() -> None:
-    """End a finished distributed run: all ranks meet, then leave the process group.
+    """End a finished distributed run: collect what is left of the model, meet, leave the group.
 
-    On CPU (gloo), torch 2.14 occasionally aborts a rank during interpreter shutdown ("terminate
-    called without an active exception", about 1 run in 10 here) after all work is done, which
-    torchrun reports as a failed job. There the rank exits at once after flushing its output.
+    Call it after the last reference to the runner is dropped. A DDP wrapper still alive when the
+    process group is destroyed (its reducer keeps the gloo context) aborts the rank at interpreter
+    shutdown now and then ("terminate called without an active exception", seen with torch 2.14 and
+    gloo on CPU; never once the wrapper is released first), which torchrun reports as a failed job.
     """
     if not (torch_dist.is_available() and torch_dist.is_initialized()):
         return
-    gloo_on_cpu = torch_dist.get_backend() == 'gloo' and not torch.cuda.is_available()
+    gc.collect()
     torch_dist.barrier()
     torch_dist.destroy_process_group()
-    if gloo_on_cpu:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)

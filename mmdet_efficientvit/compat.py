@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Tuple, Union
 
 from packaging.version import Version
 
-from .version import SUPPORTED, requirement
+from .version import FLOOR_REASONS, SUPPORTED, requirement
 
 SETUP_HINT = 'Run `make setup` in the mmdet-efficientvit checkout to build the tested stack in .venv/.'
 
@@ -22,7 +22,10 @@ class UnsupportedStackError(ImportError):
 
 
 def check_environment() -> None:
-    """Raise ``ImportError`` naming the problem and the fix if the stack is unusable."""
+    """Raise ``ImportError`` naming the problem and the fix if the stack is unusable.
+
+    torch comes first in ``SUPPORTED``, so an old torch is reported before anything calls an API it lacks.
+    """
     for package, _, _ in SUPPORTED:
         try:
             version = importlib.import_module(package).__version__
@@ -31,9 +34,10 @@ def check_environment() -> None:
                 f'mmdet-efficientvit needs {requirement(package)}, which is not importable ({err}). '
                 f'{SETUP_HINT}') from None
         if not _supported(package, version):
+            reason = f' ({FLOOR_REASONS[package]})' if package in FLOOR_REASONS else ''
             raise UnsupportedStackError(
-                f'mmdet-efficientvit supports {requirement(package)}, found {package}=={version}. '
-                f'{SETUP_HINT}')
+                f'mmdet-efficientvit supports {requirement(package)}{reason}, found '
+                f'{package}=={version}. {SETUP_HINT}')
     try:
         importlib.import_module('mmcv._ext')
     except ImportError as err:

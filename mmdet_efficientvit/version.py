@@ -2,15 +2,23 @@
 the package) and by the import guard in ``compat.py``."""
 __version__ = '0.1.0'
 
-# (package, lowest supported, first unsupported). torch: ``torch.serialization.add_safe_globals`` with
-# ``(object, name)`` pairs, which the checkpoint allow-list needs, arrived in torch 2.5.
-# CI tests torch 2.14.1, mmengine 0.10.7, mmcv 2.1.0 and mmdet 3.3.0.
+# (package, lowest supported, first unsupported). CI tests torch 2.14.1, mmengine 0.10.7, mmcv 2.1.0 and
+# mmdet 3.3.0.
 SUPPORTED = (
-    ('torch', '2.5.0', None),
+    ('torch', '2.6.0', None),
     ('mmengine', '0.10.0', '0.11.0'),
     ('mmcv', '2.0.0', '2.2.0'),
     ('mmdet', '3.0.0', '3.4.0'),
 )
+
+# Why a floor is where it is (the import guard says it). Read from torch's sources: 2.4.0 added
+# ``add_safe_globals`` (objects only); 2.6.0 accepts the ``(object, 'module.name')`` pairs the checkpoint
+# allow-list registers (2.5 fails on them at the first ``torch.load``) and makes ``weights_only=True`` the
+# ``torch.load`` default that the allow-list is for.
+FLOOR_REASONS = {
+    'torch': 'safe checkpoint loading registers (object, name) pairs with '
+             'torch.serialization.add_safe_globals, which torch accepts from 2.6 on',
+}
 
 
 def requirement(package: str) -> str:

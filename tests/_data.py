@@ -1,5 +1,6 @@
 """Shared fixtures-as-functions for the neck, config and tool tests: tiny generated data, a tiny
 training config derived from the real RetinaNet config, and the official checkpoint key layout."""
+import importlib.util
 import json
 import os
 import socket
@@ -11,13 +12,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
+import torch.nn as nn
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / 'configs'
-RETINANET_ARCHS = ('m0', 'm1', 'm2', 'm3', 'm4', 'm5')
-ARCH_CHANNELS = {'m0': [64, 128, 192], 'm1': [128, 144, 192], 'm2': [128, 192, 224],
-                 'm3': [128, 240, 320], 'm4': [128, 256, 384], 'm5': [192, 288, 384]}
-MODEL_ZOO = 'https://github.com/xinyuliu-jeffrey/EfficientViT_Model_Zoo/releases/download/v1.0/'
 
 
 # --------------------------------------------------------------------------- official key layout
@@ -96,6 +94,30 @@ def mmdet2_meta(classes: Sequence[str]) -> dict:
     """The ``meta`` of an mmdet 2.x training checkpoint, as in the official releases."""
     return dict(mmdet_version='2.28.2', CLASSES=tuple(classes), epoch=12, iter=87960,
                 config='# mmdet 2.x config text', env_info='', seed=0, exp_name='x.py', hook_msgs={})
+
+
+# --------------------------------------------------------------------------- weights
+@torch.no_grad()
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial weights, BN affine/statistics and attention biases (unit-scale activations)."""
+    g = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if p.dim() == 4:
+            p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
+        elif name.endswith('bn.weight'):
+            p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.25)
+        else:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    for name, b in model.named_buffers():
+        if name.endswith('running_mean'):
+            b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+        elif name.endswith('running_var'):
+            b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+    return model
+
+
+def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 # --------------------------------------------------------------------------- data
@@ -186,6 +208,15 @@ def tool_env(**extra: str) -> dict:
     env.setdefault('OMP_NUM_THREADS', '1')  # 2 shared cores; also keeps CPU runs deterministic
     env.update(extra)
     return env
+
+
+def load_tool(relpath: str):
+    """Import a script under ``tools/`` (not a package) as a module, e.g. ``load_tool('demo.py')``."""
+    path = REPO / 'tools' / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_tool(args: Sequence[str], cwd: Path = REPO, timeout: float = 300,

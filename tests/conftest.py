@@ -1,12 +1,43 @@
-"""Shared test set-up: every test starts in mmdet's registry scope.
+"""Shared fixtures. Plain helper functions (data, checkpoints, running the tools) are in ``_data.py``.
 
-mmengine keeps the default scope in a process-wide instance, and a Runner built by one test (with
-its own ``default_scope``) would otherwise decide where ``MODELS.build`` looks in the next one.
+Every test starts in mmdet's registry scope: mmengine keeps the default scope in a process-wide
+instance, and a Runner built by one test (with its own ``default_scope``) would otherwise decide where
+``MODELS.build`` looks in the next one.
 """
+import logging
+
 import pytest
+import torch
+from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
 
 @pytest.fixture(autouse=True)
 def mmdet_default_scope():
     init_default_scope('mmdet')
+
+
+@pytest.fixture(scope='module')
+def single_thread():
+    """Small, latency-bound workloads: one thread avoids OpenMP barrier stalls on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def log_lines():
+    """Messages logged through mmengine's current logger during the test."""
+    records = []
+
+    class Collect(logging.Handler):
+
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = MMLogger.get_current_instance()
+    handler = Collect(level=logging.INFO)
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)

@@ -11,44 +11,16 @@ from mmdet_efficientvit.models.backbones.efficientvit import (EfficientViT, Loca
                                                               relative_bias_index)
 from mmdet_efficientvit.models.utils.checkpoint import timm_to_official
 
-from _data import official_bias_idxs
+from mmdet_efficientvit.model_zoo import ARCHS
 
-ARCHS = ('m0', 'm1', 'm2', 'm3', 'm4', 'm5')
+from _data import max_rel_err, official_bias_idxs, randomize
+
 # Official classification models (1000-class head included) minus their head (BN + Linear).
 OFFICIAL_BACKBONE_PARAMS = {'m0': 2_156_052, 'm1': 2_787_176, 'm2': 3_962_106, 'm3': 6_579_082,
                             'm4': 8_418_460, 'm5': 12_088_004}
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    """Small, latency-bound workloads: one thread avoids OpenMP barrier stalls on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@torch.no_grad()
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial weights, BN affine/statistics and attention biases (unit-scale activations)."""
-    g = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        if p.dim() == 4:
-            p.copy_(torch.randn(p.shape, generator=g) / p[0].numel() ** 0.5)
-        elif name.endswith('bn.weight'):
-            p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.25)
-        else:
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    for name, b in model.named_buffers():
-        if name.endswith('running_mean'):
-            b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-        elif name.endswith('running_var'):
-            b.copy_(torch.rand(b.shape, generator=g) + 0.5)
-    return model
-
-
-def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).abs().max() / b.abs().max()).item()
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -215,7 +187,7 @@ def test_with_cp_gives_identical_outputs_and_grads():
     x1 = torch.randn(2, 3, 96, 80, requires_grad=True)
     x2 = x1.detach().clone().requires_grad_()
     out1, out2 = ref(x1), ckpt(x2)
-    for a, b in zip(out1, out2):
+    for a, b in zip(out1, out2, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
     sum(o.sum() for o in out1).backward()
     sum(o.sum() for o in out2).backward()
@@ -256,14 +228,14 @@ def test_switch_to_deploy_equivalence(arch):
     deployed = model(x)
     model.switch_to_deploy()  # idempotent
     again = model(x)
-    for r, u, d, a in zip(ref, unfused, deployed, again):
+    for r, u, d, a in zip(ref, unfused, deployed, again, strict=True):
         assert max_rel_err(u, r) < 1e-5
         assert max_rel_err(d, u) < 1e-5
         assert torch.equal(d, a)
     # a deploy=True build has the fused structure: the deployed state_dict reloads strictly
     fresh = EfficientViT(arch, window_size=(7, 7, 4), deploy=True).eval()
     fresh.load_state_dict(model.state_dict(), strict=True)
-    for d, f in zip(deployed, fresh(x)):
+    for d, f in zip(deployed, fresh(x), strict=True):
         assert torch.equal(d, f)
 
 
@@ -273,11 +245,11 @@ def test_runs_under_inference_mode():
     with torch.no_grad():
         ref = model(x)
     with torch.inference_mode():
-        for a, b in zip(model(x), ref):
+        for a, b in zip(model(x), ref, strict=True):
             assert torch.equal(a, b)
         built_inside = EfficientViT('m0').eval()  # inference tensors: no version counters
         built_inside.load_state_dict(model.state_dict())
-        for a, b in zip(built_inside(x), ref):
+        for a, b in zip(built_inside(x), ref, strict=True):
             assert torch.allclose(a, b, atol=1e-6)
 
 
@@ -289,5 +261,5 @@ def test_eval_bn_folding_follows_weight_updates():
     model(x)  # fill the caches
     other = randomize(EfficientViT('m0'), seed=3).eval()
     model.load_state_dict(other.state_dict())
-    for a, b in zip(model(x), other(x)):
+    for a, b in zip(model(x), other(x), strict=True):
         assert torch.equal(a, b)

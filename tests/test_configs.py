@@ -15,13 +15,16 @@ from mmengine.runner import load_checkpoint
 
 import mmdet_efficientvit  # noqa: F401
 
-from _data import (ARCH_CHANNELS, CONFIGS, MODEL_ZOO, RETINANET_ARCHS, mmdet2_meta,
+from mmdet_efficientvit.model_zoo import ARCHS, imagenet_checkpoint
+from mmdet_efficientvit.models import EfficientViT
+
+from _data import (CONFIGS, mmdet2_meta,
                    official_bias_idxs, official_mask_rcnn_head_shapes, official_neck_shapes,
                    official_retinanet_head_shapes, tool_env)
 
-RETINANET = [f'retinanet_evit_{a}_fpn_1x_coco.py' for a in RETINANET_ARCHS]
-MASK_RCNN = 'mask_rcnn_evit_m4_fpn_1x_coco.py'
-ALL = RETINANET + [MASK_RCNN]
+RETINANET = [f'retinanet_evit_{a}_fpn_1x_coco.py' for a in ARCHS]
+MASK_RCNN = [f'mask_rcnn_evit_{a}_fpn_1x_coco.py' for a in ARCHS]
+ALL = RETINANET + MASK_RCNN
 
 
 def load(name: str) -> Config:
@@ -49,7 +52,7 @@ def find(pipeline, type_):
 def test_official_1x_recipe(name):
     cfg = load(name)
     arch = name.split('_evit_')[1][:2]
-    mask = name == MASK_RCNN
+    mask = name in MASK_RCNN
 
     assert 'mmdet_efficientvit' in cfg.custom_imports.imports
     assert cfg.default_scope == 'mmdet'
@@ -80,9 +83,9 @@ def test_official_1x_recipe(name):
     bb = cfg.model.backbone
     assert (bb.type, bb.arch, bb.norm_eval, bb.frozen_stages) == ('EfficientViT', arch, True, -1)
     assert tuple(bb.out_indices) == (0, 1, 2)
-    assert plain(bb.init_cfg) == dict(type='Pretrained', checkpoint=f'{MODEL_ZOO}efficientvit_{arch}.pth')
+    assert plain(bb.init_cfg) == dict(type='Pretrained', checkpoint=imagenet_checkpoint(arch))
     neck = cfg.model.neck
-    assert neck.type == 'EfficientViTFPN' and neck.in_channels == ARCH_CHANNELS[arch]
+    assert neck.type == 'EfficientViTFPN' and neck.in_channels == EfficientViT.arch_zoo[arch]['embed_dims']
     assert (neck.out_channels, neck.start_level, neck.num_outs) == (256, 0, 5)
     if mask:
         assert neck.num_extra_trans_convs == 2 and not neck.get('add_extra_convs', False)
@@ -99,7 +102,7 @@ def test_builds_and_trains_a_step(name):
     """Build, then one forward+backward on two 128x160 images; strides must match the heads."""
     torch.manual_seed(0)
     cfg = load(name)
-    mask = name == MASK_RCNN
+    mask = name in MASK_RCNN
     model = build(cfg)
     model.train()
     bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -134,7 +137,7 @@ def test_builds_and_trains_a_step(name):
 @pytest.mark.parametrize('name, neck_layout, heads', [
     ('retinanet_evit_m4_fpn_1x_coco.py', (1, 1),
      {f'bbox_head.{k}': v for k, v in official_retinanet_head_shapes().items()}),
-    (MASK_RCNN, (2, 0), official_mask_rcnn_head_shapes()),
+    ('mask_rcnn_evit_m4_fpn_1x_coco.py', (2, 0), official_mask_rcnn_head_shapes()),
 ])
 def test_official_detection_checkpoint_layout_loads_strictly(tmp_path, name, neck_layout, heads):
     """A checkpoint in the released mmdet 2.x layout (``meta`` + ``state_dict``; ``backbone.`` in the
@@ -148,7 +151,7 @@ def test_official_detection_checkpoint_layout_loads_strictly(tmp_path, name, nec
     # the release also holds each attention's (49, 49) index buffer
     idxs = {k.replace('attention_biases', 'attention_bias_idxs'): (49, 49) for k in tables}
     neck = {f'neck.{k}': v for k, v in official_neck_shapes(
-        ARCH_CHANNELS['m4'], 256, *neck_layout).items()}
+        EfficientViT.arch_zoo['m4']['embed_dims'], 256, *neck_layout).items()}
     official = {**backbone, **idxs, **neck, **heads}
 
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -170,18 +173,18 @@ def test_official_detection_checkpoint_layout_loads_strictly(tmp_path, name, nec
 
 # The README's "use it in any mmdet config" snippets: these exact lines, appended to mmdet's configs.
 DROP_IN = {
-    'faster_rcnn': f"""
+    'faster_rcnn': """
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmdet_efficientvit'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         _delete_=True, type='EfficientViT', arch='m4', out_indices=(0, 1, 2), norm_eval=True,
-        init_cfg=dict(type='Pretrained', checkpoint='{MODEL_ZOO}efficientvit_m4.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='efficientvit://efficientvit_m4.pth')),
     neck=dict(
         _delete_=True, type='EfficientViTFPN', in_channels=[128, 256, 384], out_channels=256,
         start_level=0, num_outs=5, num_extra_trans_convs=2))  # strides 4-64
 """,
-    'fcos': f"""
+    'fcos': """
 _base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py'
 custom_imports = dict(imports=['mmdet_efficientvit'], allow_failed_imports=False)
 model = dict(
@@ -189,7 +192,7 @@ model = dict(
         mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     backbone=dict(
         _delete_=True, type='EfficientViT', arch='m4', out_indices=(0, 1, 2), norm_eval=True,
-        init_cfg=dict(type='Pretrained', checkpoint='{MODEL_ZOO}efficientvit_m4.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='efficientvit://efficientvit_m4.pth')),
     neck=dict(
         _delete_=True, type='EfficientViTFPN', in_channels=[128, 256, 384], out_channels=256,
         start_level=0, add_extra_convs='on_output', relu_before_extra_convs=True, num_outs=5,
@@ -224,6 +227,7 @@ for path in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_drop_in_mmdet_configs(tmp_path):
     paths = []
     for name, text in DROP_IN.items():

@@ -77,6 +77,43 @@ def test_demo_tool_writes_pictures(demo_model, tmp_path):
         demo.main([str(tmp_path / 'missing'), DEMO_CONFIG, ckpt])
 
 
+def test_demo_tool_draws_a_two_stage_detector(tmp_path):
+    """Mask R-CNN (the M0 COCO config) through DetInferencer: boxes and masks of a random-init
+    checkpoint in mmengine's format, drawn at the input's size."""
+    from mmdet.datasets import CocoDataset
+    from mmdet.registry import MODELS
+    config = osp.join(REPO, 'configs', 'mask_rcnn_evit_m0_fpn_1x_coco.py')
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'mask_rcnn_random.pth')
+    torch.save(dict(meta=dict(epoch=1, dataset_meta=dict(classes=CocoDataset.METAINFO['classes'])),
+                    state_dict=MODELS.build(cfg.model).state_dict()), ckpt)
+    data = generate_demo_shapes(str(tmp_path / 'shapes'), 1, 1, (120, 90), seed=0)
+    image = osp.join(data['val_img_dir'], '000000.jpg')
+    demo = _load_tool('tools/demo.py')
+    drawn, = demo.main([image, config, ckpt, '--out-dir', str(tmp_path / 'drawn'), '--score-thr', '0',
+                        '--cfg-options', 'model.backbone.init_cfg=None',
+                        'model.test_cfg.rcnn.score_thr=0.0', 'model.test_cfg.rcnn.max_per_img=5',
+                        'test_dataloader.dataset.pipeline.1.scale=(160,128)'])
+    out, src = cv2.imread(drawn), cv2.imread(image)
+    assert osp.basename(drawn) == '000000.png' and out.shape == src.shape == (90, 120, 3)
+    assert np.abs(out.astype(int) - src).max() > 50  # something was drawn
+
+
+def test_drawing_keeps_one_box_per_object_and_leaves_the_prediction_alone():
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    demo = _load_tool('tools/demo.py')
+    pred = DetDataSample(pred_instances=InstanceData(
+        bboxes=torch.tensor([[10., 10, 50, 50], [11, 10, 50, 51], [60, 60, 90, 90], [0, 0, 5, 5]]),
+        scores=torch.tensor([0.9, 0.8, 0.7, 0.2]), labels=torch.tensor([0, 2, 1, 3])))
+    drawn = demo.for_drawing(pred, score_thr=0.5, dedup_iou=0.7)
+    assert drawn.pred_instances.labels.tolist() == [0, 1]  # label 2 boxes the same object as label 0
+    assert len(demo.for_drawing(pred, score_thr=0.5, dedup_iou=1).pred_instances) == 3
+    assert len(pred.pred_instances) == 4  # drawing only
+
+
 def test_plot_curve(tmp_path):
     plot = _load_tool('tools/analysis_tools/plot_curve.py')
     scalars = tmp_path / 'run' / '20261128_000000' / 'vis_data' / 'scalars.json'

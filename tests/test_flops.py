@@ -4,22 +4,16 @@ References are independent of our code: the paper's FLOPs and parameter counts (
 the closed-form multiply-add count of window attention.
 """
 import math
-import os
-import sys
 
 import pytest
 import torch
 
 from mmdet_efficientvit.analysis.builders import build_backbone, parse_size
+from mmdet_efficientvit.analysis.benchmark.measure import measure_memory
 from mmdet_efficientvit.analysis.flops import classifier_complexity, complexity
-from mmdet_efficientvit.model_zoo import PAPER_MFLOPS
+from mmdet_efficientvit.model_zoo import PAPER_IMAGENET, PAPER_MFLOPS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'tools', 'analysis_tools'))
-
-# Parameters of the released classifiers (backbone + BN/Linear head), from the paper's code.
-PAPER_PARAMS = dict(m0=2_349_436, m1=2_980_560, m2=4_187_554, m3=6_900_722, m4=8_804_228,
-                    m5=12_473_772)
+from _data import CONFIGS, load_tool
 
 
 @pytest.mark.parametrize('arch', sorted(PAPER_MFLOPS))
@@ -27,7 +21,7 @@ def test_classifier_flops_and_params_match_paper(arch):
     stats = classifier_complexity(arch, deploy=True)
     paper = PAPER_MFLOPS[arch] * 1e6
     assert abs(stats['flops'] / paper - 1) < 0.03, (arch, stats['flops'], paper)
-    assert stats['params'] == PAPER_PARAMS[arch]
+    assert stats['params'] == PAPER_IMAGENET[arch]['params']
 
 
 def attention_matmul_flops(backbone, size):
@@ -65,27 +59,26 @@ def test_parse_size():
 
 
 def test_get_flops_tool(capsys):
-    import get_flops
+    get_flops = load_tool('analysis_tools/get_flops.py')
     rows = get_flops.main(['m0', '--size', '128x480', '--deploy', '--show-table'])
     assert rows[0]['flops'] > 0 and rows[0]['matmul'] > 0
-    config = os.path.join(REPO, 'configs', 'retinanet_evit_m0_fpn_1x_coco.py')
+    config = str(CONFIGS / 'retinanet_evit_m0_fpn_1x_coco.py')
     det = get_flops.main([config, '--size', '100x150'])
     assert det['size'] == (128, 160)  # padded to the data preprocessor's divisor (32)
     assert det['flops'] > det['backbone_flops'] > 0
     out = capsys.readouterr().out
     assert '| model ' in out and 'patch_embed' in out  # mmengine's per-module table
     assert 'padded to 128×160' in out
-    two_stage = get_flops.main([os.path.join(REPO, 'configs', 'mask_rcnn_evit_m4_fpn_1x_coco.py'),
-                                '--size', '128x160'])
+    two_stage = get_flops.main([str(CONFIGS / 'mask_rcnn_evit_m4_fpn_1x_coco.py'), '--size', '128x160'])
     assert two_stage['flops'] > two_stage['backbone_flops'] > 0  # RPN + RoI heads in tensor mode
     with pytest.raises(SystemExit, match='neither a backbone arch'):
         get_flops.main(['m9'])
 
 
 def test_benchmark_tool_quick_run(tmp_path):
-    """One arch, one repeat: timm parity check, timing, ratios, CSV/markdown/PNG; then the
+    """One arch, one repeat: timing, ratios, CSV/markdown/PNG; then the
     fresh-process memory measurement once."""
-    import benchmark
+    benchmark = load_tool('analysis_tools/benchmark.py')
     out = tmp_path / 'bench.csv'
     png = tmp_path / 'speed.png'
     cases = benchmark.main([
@@ -102,6 +95,6 @@ def test_benchmark_tool_quick_run(tmp_path):
     assert text.count('\n') == 4 and 'throughput_ratio' in text
     assert (tmp_path / 'bench.md').read_text().startswith('| model |')
     assert png.stat().st_size > 10_000
-    bs1 = benchmark.measure_memory(cases[2].spec, (224, 224), 1, threads=1)
-    bs8 = benchmark.measure_memory(cases[2].spec, (224, 224), 8, threads=1)
+    bs1 = measure_memory(cases[2].spec, (224, 224), 1, threads=1)
+    bs8 = measure_memory(cases[2].spec, (224, 224), 8, threads=1)
     assert 1 < bs1 < bs8 < 500  # M0 at 224: MiB of activations, growing with the batch

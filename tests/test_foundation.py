@@ -1,5 +1,6 @@
 """The stack works: compiled mmcv ops, registration, the import guard, and safe checkpoint loading."""
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,7 @@ def test_import_guard_names_missing_compiled_ops(monkeypatch):
         compat.check_environment()
 
 
+@pytest.mark.slow
 def test_import_guard_on_fresh_import_without_ops():
     code = ("import sys; sys.modules['mmcv._ext'] = None\n"
             'import mmdet_efficientvit')
@@ -63,6 +65,28 @@ def test_import_guard_names_unsupported_version(monkeypatch):
     monkeypatch.setattr(mmdet, '__version__', '2.28.2')
     with pytest.raises(ImportError, match=r'mmdet>=3\.0\.0,<3\.4\.0, found mmdet==2\.28\.2.*make setup'):
         compat.check_environment()
+
+
+@pytest.mark.parametrize('version', ['2.3.1', '2.5.1'])
+def test_import_guard_names_the_torch_floor(monkeypatch, version):
+    """torch 2.4/2.5 have add_safe_globals but not the (object, name) pairs the allow-list registers."""
+    monkeypatch.setattr(torch, '__version__', version)
+    with pytest.raises(ImportError, match=rf'torch>=2\.6\.0 \(.*add_safe_globals.*\), found '
+                                          rf'torch=={re.escape(version)}\. .*make setup'):
+        compat.check_environment()
+
+
+@pytest.mark.slow
+def test_old_torch_fails_at_import_with_the_floor_not_an_attribute_error():
+    code = ("import torch, torch.serialization\n"
+            "torch.__version__ = '2.3.1'\n"
+            "del torch.serialization.add_safe_globals  # as on torch 2.3\n"
+            "import mmdet_efficientvit\n")
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert 'AttributeError' not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert 'torch>=2.6.0' in last and 'found torch==2.3.1' in last, proc.stderr[-2000:]
 
 
 class _ToyModel(BaseModel):
@@ -106,6 +130,7 @@ def runner_checkpoint(tmp_path_factory) -> Path:
     return ckpt
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_needs_the_allow_list(runner_checkpoint):
     """Without our allow-list (plain torch + mmengine) the checkpoint is refused: the fix is needed."""
     code = ('import sys, torch\n'

@@ -58,7 +58,7 @@ def test_no_trans_convs_equals_mmdet_fpn():
     ours.init_weights()
     ref.load_state_dict(ours.state_dict(), strict=True)
     x = backbone_maps(size=(100, 140))  # odd sizes exercise size-matched upsampling
-    for a, b in zip(ours(x), ref(x)):
+    for a, b in zip(ours(x), ref(x), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -85,7 +85,7 @@ def test_extra_levels_follow_official_arithmetic():
                  for i in range(3)]
     outs = neck(x)
     assert len(outs) == 5
-    for a, b in zip(outs, expected):
+    for a, b in zip(outs, expected, strict=True):
         torch.testing.assert_close(a, b)
 
 

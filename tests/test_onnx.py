@@ -1,14 +1,15 @@
 """Deploy (BN folding) parity and ONNX export parity of the backbone and the detector.
 
-The exported graphs must match PyTorch within 1e-4 at two input sizes whose attention windows need
-different padding and window counts, i.e. padding and windowing are dynamic in the graph.
+The exported graphs must match PyTorch within 1e-4 at input sizes whose attention windows need
+different padding and window counts, and at sizes whose stage maps fit in one window (attended whole
+and unpadded): one graph, exported at any size, serves both regimes.
 """
 import copy
 import os
-import sys
 
 import pytest
 import torch
+from _data import REPO, load_tool
 
 from mmdet_efficientvit.analysis.builders import (Backbone, RawDetector, build_backbone,
                                                   build_detector, randomize_batchnorm)
@@ -18,16 +19,17 @@ ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (m
 
 from mmdet_efficientvit.deployment.onnx_export import check_onnx, export_onnx  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'tools', 'deployment'))
-CONFIG = os.path.join(REPO, 'configs', 'retinanet_evit_m0_fpn_1x_coco.py')
+CONFIG = str(REPO / 'configs' / 'retinanet_evit_m0_fpn_1x_coco.py')
 # Stage maps of 128x512: 8x32, 4x16, 2x8 -> pads (6, 3), (3, 5), (5, 6), 10 / 6 / 4 windows;
 # of 192x960: 12x60, 6x30, 3x15 -> other pads and 18 / 5 / 3 windows. Every stage uses windows.
 SIZES = [(128, 512), (192, 960)]
+# Stage maps that fit in one 7x7 window (attended whole, unpadded): 96x64 -> 6x4, 3x2, 2x1 (all
+# stages); 320x192 -> 20x12, 10x6 windowed, 5x3 whole; 112x112 -> 7x7 exactly, 4x4, 2x2.
+SMALL_SIZES = [(96, 64), (320, 192), (112, 112)]
 
 
 def max_diff(a, b):
-    return max(float((x - y).abs().max()) for x, y in zip(a, b))
+    return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
 
 
 @pytest.fixture(scope='module')
@@ -54,12 +56,31 @@ def test_deploy_parity_backbone_and_detector(backbone):
         assert max_diff(raw(x), before) < 1e-4
 
 
-def test_backbone_onnx_dynamic_hw(backbone, tmp_path):
+@pytest.mark.parametrize('export_size', [SIZES[0], SMALL_SIZES[0]], ids=['windowed', 'one-window'])
+def test_backbone_onnx_one_graph_all_sizes(backbone, tmp_path, export_size):
+    """Exported where every stage splits into windows, or where every stage fits in one window, the
+    graph matches PyTorch at both kinds of size (and batch 2): the regime is chosen in the graph."""
     model = deploy_model(copy.deepcopy(backbone))
-    path = export_onnx(model, str(tmp_path / 'm0.onnx'), torch.randn(1, 3, *SIZES[0]))
-    records = check_onnx(path, model, [torch.randn(1, 3, *SIZES[0]), torch.randn(2, 3, *SIZES[1])])
-    assert [r['shape'] for r in records] == [(1, 3, 128, 512), (2, 3, 192, 960)]
+    path = export_onnx(model, str(tmp_path / 'm0.onnx'), torch.randn(1, 3, *export_size))
+    sizes = [SIZES[1]] + SMALL_SIZES
+    records = check_onnx(path, model, [torch.randn(2 if i % 2 == 0 else 1, 3, *s)
+                                       for i, s in enumerate(sizes)])
+    assert [r['shape'][2:] for r in records] == sizes
     assert all(r['max_abs_diff'] <= 1e-4 and r['max_abs_ref'] > 0.5 for r in records)
+
+
+def test_one_window_attention_is_unpadded(backbone):
+    """The traced path (pad to one window, mask the padding) equals the eager whole-map attention,
+    and the padding really is masked: without the mask the output changes."""
+    from mmdet_efficientvit.models.backbones.efficientvit import LocalWindowAttention
+    lwa = next(m for m in backbone.modules() if isinstance(m, LocalWindowAttention))
+    x = torch.randn(2, lwa.attn.qkvs[0].c.in_channels * lwa.attn.num_heads, 5, 3)
+    with torch.no_grad():
+        eager = lwa(x)
+        traced = torch.jit.trace(lwa, torch.randn(1, x.shape[1], 20, 9), check_trace=False)
+        assert torch.allclose(traced(x), eager, atol=1e-5)
+        padded = torch.nn.functional.pad(x, (0, 4, 0, 2))  # one 7x7 window, padding attended
+        assert not torch.allclose(lwa.attn(padded)[..., :5, :3], eager, atol=1e-3)
 
 
 def test_check_onnx_fails_on_mismatch(backbone, tmp_path):
@@ -71,11 +92,19 @@ def test_check_onnx_fails_on_mismatch(backbone, tmp_path):
         check_onnx(path, other, [torch.randn(1, 3, *SIZES[0])])
 
 
+def test_export_tool_default_check_sizes():
+    """By default the check covers stage maps that fit in one window (< 448 px) and 800x1216."""
+    args = load_tool('deployment/export_onnx.py').parse_args(['m0'])
+    assert args.check_batch == 2
+    sizes = [tuple(int(v) for v in s.split('x')) for s in args.check_sizes]
+    assert (800, 1216) in sizes and any(max(h, w) < 448 for h, w in sizes)
+
+
 def test_export_tool_detector(tmp_path, capsys):
     """The tool end to end: deployed RetinaNet-M0 without NMS, two sizes, exit 0."""
-    import export_onnx as tool
+    tool = load_tool('deployment/export_onnx.py')
     out = tool.main([CONFIG, '--shape', '128x512', '--check-sizes', '128x512', '192x960',
-                     '--out', str(tmp_path / 'det.onnx')])
+                     '--check-batch', '1', '--out', str(tmp_path / 'det.onnx')])
     text = capsys.readouterr().out
     assert os.path.isfile(out)
     assert text.count(': OK') == 2

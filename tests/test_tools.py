@@ -1,7 +1,6 @@
 """tools/train.py, tools/test.py and the dist_*.sh launchers, run as a user runs them (subprocesses) on
 tiny generated data: train + COCO evaluation, resume after SIGKILL, 2-process gloo training and
 testing, the official checkpoint layout evaluating in the unchanged config, and the set-up errors."""
-import logging
 import os
 import pickle
 import re
@@ -9,19 +8,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 import pytest
 import torch
-from mmengine.fileio import LocalBackend
-from mmengine.logging import MessageHub
 
 from mmdet_efficientvit.datasets.demo_shapes import generate_demo_shapes
-from mmdet_efficientvit.engine import AtomicCheckpointHook
 
-from _data import (CONFIGS, MODEL_ZOO, REPO, free_port, mmdet2_meta, official_bias_idxs, run_tool,
+from mmdet_efficientvit.model_zoo import imagenet_checkpoint, resolve
+
+from _data import (CONFIGS, REPO, free_port, mmdet2_meta, official_bias_idxs, run_tool,
                    tiny_config, tool_env, write_coco_split)
+
+pytestmark = pytest.mark.slow
 
 MAP_LINE = re.compile(r'coco/bbox_mAP: (-?\d+\.\d+)')
 
@@ -74,7 +73,7 @@ def test_train_then_test_gives_coco_map(two_epoch_run, tmp_path):
     folded = re.search(r'--fuse: folded (\d+) of (\d+) BatchNorm layers', log)
     assert folded and int(folded.group(1)) == int(folded.group(2)) > 0, log[-2000:]
     fused = pickle.loads(fused_pkl.read_bytes())
-    for a, b in zip(preds, fused):
+    for a, b in zip(preds, fused, strict=True):
         sa, sb = a['pred_instances']['scores'], b['pred_instances']['scores']
         n = min(len(sa), len(sb), 10)
         torch.testing.assert_close(sa[:n], sb[:n], atol=1e-4, rtol=1e-4)
@@ -133,59 +132,6 @@ def test_resume_after_sigkill_matches_uninterrupted_run(two_epoch_run, tmp_path)
         torch.testing.assert_close(got['state_dict'][k], v, msg=k)
 
 
-class _FakeRunner:
-    """What CheckpointHook touches on a runner; save_checkpoint can die half-way like a SIGKILL."""
-
-    def __init__(self, work_dir: Path):
-        self.work_dir = str(work_dir)
-        self.message_hub = MessageHub.get_instance('atomic-ckpt-test')
-        self.logger = logging.getLogger('atomic-ckpt-test')
-        self.epoch, self.iter, self.max_epochs = 0, 0, 2
-        self.die_after_bytes = None
-
-    def save_checkpoint(self, out_dir, filename, *args, **kwargs):
-        payload = pickle.dumps(dict(epoch=self.epoch + 1)) * 100
-        with open(os.path.join(out_dir, filename), 'wb') as f:
-            if self.die_after_bytes is None:
-                f.write(payload)
-            else:
-                f.write(payload[:self.die_after_bytes])
-                raise KeyboardInterrupt('killed while saving')
-
-
-def _hook(out_dir: Path, keep_ckpt_ids) -> AtomicCheckpointHook:
-    """The hook as before_train leaves it (keep_ckpt_ids as restored from the resumed checkpoint)."""
-    hook = AtomicCheckpointHook(interval=1, max_keep_ckpts=1)
-    hook.out_dir, hook.file_backend = str(out_dir), LocalBackend()
-    hook.keep_ckpt_ids = deque(keep_ckpt_ids, 1)
-    return hook
-
-
-def test_checkpoint_hook_survives_a_kill_while_saving(tmp_path):
-    """With max_keep_ckpts=1, mmengine deletes epoch_1 before writing epoch_2; a kill in between
-    would leave nothing to resume. Ours keeps epoch_1 and last_checkpoint until epoch_2 is complete."""
-    runner = _FakeRunner(tmp_path)
-    _hook(tmp_path, []).after_train_epoch(runner)
-    first = tmp_path / 'epoch_1.pth'
-    assert (tmp_path / 'last_checkpoint').read_text() == str(first)
-    complete = first.read_bytes()
-
-    runner.epoch, runner.die_after_bytes = 1, 10
-    with pytest.raises(KeyboardInterrupt):
-        _hook(tmp_path, [1]).after_train_epoch(runner)
-    assert (tmp_path / 'last_checkpoint').read_text() == str(first)
-    assert first.read_bytes() == complete  # still there, still whole
-    assert not (tmp_path / 'epoch_2.pth').exists()  # only a .tmp, which resume never picks
-
-    runner.die_after_bytes = None  # the resumed run saves epoch 2 again
-    _hook(tmp_path, [1]).after_train_epoch(runner)
-    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'epoch_2.pth')
-    assert pickle.loads((tmp_path / 'epoch_2.pth').read_bytes()[:len(pickle.dumps(dict(epoch=2)))]) \
-        == {'epoch': 2}
-    assert not first.exists()  # max_keep_ckpts honoured once the new one is in place
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['epoch_2.pth', 'last_checkpoint']
-
-
 def test_distributed_train_and_test_two_processes(shapes, tmp_path):
     cfg = tiny_config(tmp_path / 'tiny.py', shapes, max_epochs=1, val_interval=10)
     work = tmp_path / 'work'
@@ -241,9 +187,9 @@ def test_missing_coco_is_one_short_message(tmp_path):
 
 
 def test_no_network_pretrained_is_one_short_message(shapes, tmp_path):
-    url = f'{MODEL_ZOO}efficientvit_m0.pth'
+    url = resolve(imagenet_checkpoint('m0'))
     cfg = tiny_config(tmp_path / 'tiny.py', shapes,
-                      backbone_init_cfg=dict(type='Pretrained', checkpoint=url))
+                      backbone_init_cfg=dict(type='Pretrained', checkpoint=imagenet_checkpoint('m0')))
     # a proxy that refuses connections stands in for "no network", and an empty torch hub cache
     out = run_tool(['train.py', cfg, '--work-dir', tmp_path / 'w'], TORCH_HOME=str(tmp_path / 'hub'),
                    https_proxy='http://127.0.0.1:9', HTTPS_PROXY='http://127.0.0.1:9')

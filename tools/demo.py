@@ -1,32 +1,46 @@
-"""Detect objects in an image or a folder of images and save each picture with its boxes as PNG.
+"""Detect objects in an image or a folder of images and save each picture with its detections as PNG.
 
-    python tools/demo.py IMG_OR_DIR CONFIG CHECKPOINT --out-dir outputs/ [--score-thr 0.3] \
-        [--device cpu]
+    python tools/demo.py IMG_OR_DIR CONFIG CHECKPOINT [--out-dir outputs] [--score-thr 0.5] \
+        [--dedup-iou 0.7] [--device cpu] [--max-images N] [--cfg-options k=v ...]
 
-Thin wrapper around mmdet's ``init_detector`` / ``inference_detector`` and ``DetLocalVisualizer``;
-``OUT_DIR/<image stem>.png`` has the input's size.
+Built on mmdet's ``DetInferencer``, so every detector its config builds works (RetinaNet, Mask R-CNN and
+other two-stage models; masks are drawn too). ``OUT_DIR/<image stem>.png`` has the input's size.
+CONFIG may be a file or a shipped config's name (``mmdet_efficientvit::...``).
+
+Legible pictures: only detections scoring above ``--score-thr`` are drawn, and where boxes of
+different classes cover the same object (IoU above ``--dedup-iou``), only the best-scoring one is
+drawn, so labels do not pile up on one corner. This de-duplication is for drawing only: the model's
+outputs, and any evaluation, are untouched.
 """
 import argparse
 import os
 import os.path as osp
-from typing import List
+from typing import List, Optional
 
 import mmcv
-from mmengine.config import DictAction
+from mmcv.ops import nms
+from mmdet.apis import DetInferencer
+from mmdet.registry import DATASETS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config, DictAction
 
-from mmdet.apis import inference_detector, init_detector
-from mmdet.registry import DATASETS, VISUALIZERS
+from mmdet_efficientvit.cli import short_errors
+from mmdet_efficientvit.models.utils import read_checkpoint
+from mmdet_efficientvit.resources import load_config
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Draw a detector\'s boxes on images (PNG out).')
+    parser = argparse.ArgumentParser(description='Draw a detector\'s detections on images (PNG out).')
     parser.add_argument('inputs', help='an image file or a folder of images')
-    parser.add_argument('config', help='model config file')
+    parser.add_argument('config', help='model config file (or mmdet_efficientvit::<name>)')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out-dir', default='outputs', help='folder for the PNG pictures')
-    parser.add_argument('--score-thr', type=float, default=0.3, help='draw boxes scoring above')
+    parser.add_argument('--score-thr', type=float, default=0.5, help='draw detections scoring above')
+    parser.add_argument('--dedup-iou', type=float, default=0.7,
+                        help='drawing only: of boxes (any classes) overlapping by more than this IoU, '
+                        'draw the best-scoring one; 1 draws all')
     parser.add_argument('--device', default='cpu', help='e.g. cpu or cuda:0')
     parser.add_argument('--max-images', type=int, default=None,
                         help='only the first N images of a folder (sorted by name)')
@@ -35,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def list_images(inputs: str, max_images=None) -> List[str]:
+def list_images(inputs: str, max_images: Optional[int] = None) -> List[str]:
     """The image files named by ``inputs`` (a file, or a folder's images sorted by name)."""
     if osp.isfile(inputs):
         return [inputs]
@@ -48,45 +62,56 @@ def list_images(inputs: str, max_images=None) -> List[str]:
     return files[:max_images]
 
 
-def _class_names(model) -> tuple:
-    """Class names for the drawn labels: the checkpoint's, else the config's test dataset's."""
-    num_classes = model.bbox_head.num_classes
-    classes = tuple(model.dataset_meta.get('classes', ()))
-    if len(classes) == num_classes:
-        return classes
-    dataset_cfg = dict(model.cfg.test_dataloader.dataset, lazy_init=True)
-    config_classes = tuple(DATASETS.build(dataset_cfg).metainfo.get('classes', ()))
-    if len(config_classes) != num_classes:
-        raise ValueError(
-            f'the model predicts {num_classes} classes but neither the checkpoint '
-            f'({len(classes)} names) nor the config\'s test dataset ({len(config_classes)} names) '
-            'names them all; set metainfo=dict(classes=...) in the config\'s test dataset.')
-    return config_classes
+def for_drawing(pred: DetDataSample, score_thr: float, dedup_iou: float) -> DetDataSample:
+    """A copy of ``pred`` with what the picture shows: detections above ``score_thr`` and, among
+    boxes overlapping by more than ``dedup_iou`` whatever their classes, the best-scoring one."""
+    pred = pred.clone()
+    instances = pred.pred_instances[pred.pred_instances.scores > score_thr]
+    if dedup_iou < 1 and len(instances):
+        _, keep = nms(instances.bboxes, instances.scores, dedup_iou)  # class-agnostic NMS
+        instances = instances[keep]
+    pred.pred_instances = instances
+    return pred
+
+
+def build_inferencer(cfg: Config, checkpoint: str, device: str) -> DetInferencer:
+    """mmdet's DetInferencer, with class names from the checkpoint (as DetInferencer reads them) or,
+    for a checkpoint without any, from the config's test dataset (DetInferencer would take COCO's)."""
+    meta = read_checkpoint(checkpoint).get('meta') or {}
+    inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
+    if 'dataset_meta' not in meta and 'CLASSES' not in meta:
+        dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True))
+        classes = dataset.metainfo.get('classes')
+        if classes:
+            inferencer.model.dataset_meta = dict(classes=tuple(classes))
+            inferencer.visualizer.dataset_meta = inferencer.model.dataset_meta
+    return inferencer
 
 
 def main(argv=None) -> List[str]:
     args = parse_args(argv)
     images = list_images(args.inputs, args.max_images)
-    model = init_detector(args.config, args.checkpoint, device=args.device,
-                          cfg_options=args.cfg_options)
-    model.dataset_meta['classes'] = _class_names(model)
-    # Pictures go straight to files (out_file), so no logging backend is needed.
-    visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, vis_backends=None))
-    visualizer.dataset_meta = model.dataset_meta
+    cfg = load_config(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    inferencer = build_inferencer(cfg, args.checkpoint, args.device)
 
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
     for path in images:
-        result = inference_detector(model, path)
+        pred = inferencer(path, return_datasamples=True, no_save_vis=True)['predictions'][0]
+        drawn = for_drawing(pred, args.score_thr, args.dedup_iou)
+        picture, = inferencer.visualize([path], [drawn], return_vis=True, no_save_vis=True,
+                                        pred_score_thr=args.score_thr)
         out_file = osp.join(args.out_dir, osp.splitext(osp.basename(path))[0] + '.png')
-        visualizer.add_datasample(
-            osp.basename(path), mmcv.imread(path, channel_order='rgb'), data_sample=result,
-            draw_gt=False, show=False, pred_score_thr=args.score_thr, out_file=out_file)
-        kept = int((result.pred_instances.scores > args.score_thr).sum())
-        print(f'{path}: {kept} boxes above {args.score_thr} -> {out_file}')
+        mmcv.imwrite(mmcv.rgb2bgr(picture), out_file)
+        above = int((pred.pred_instances.scores > args.score_thr).sum())
+        print(f'{path}: {len(drawn.pred_instances)} detections drawn ({above} above '
+              f'{args.score_thr}) -> {out_file}')
         written.append(out_file)
     return written
 
 
 if __name__ == '__main__':
-    main()
+    with short_errors():
+        main()

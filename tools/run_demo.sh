@@ -40,7 +40,7 @@ echo "==> [demo] wall time: train $((trained - start)) s + evaluation $((done_at
 
 echo "==> [demo] detection pictures and training curve into $OUT_DIR/"
 "$PY" tools/demo.py "$DATA/val" "$CONFIG" "$CKPT" --out-dir "$OUT_DIR/demo_detections" \
-  --score-thr 0.3 --max-images 8
+  --max-images 8
 SCALARS="$(ls -t "$WORK_DIR"/*/vis_data/scalars.json | head -n 1)"
 "$PY" tools/analysis_tools/plot_curve.py "$SCALARS" --keys loss loss_cls loss_bbox lr \
   --out "$OUT_DIR/demo_loss_curve.png" \

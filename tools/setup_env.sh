@@ -4,8 +4,11 @@
 # torch 2.14.1 + torchvision 0.29.1, setuptools >=77,<81 (mmcv and mmengine import pkg_resources),
 # mmengine 0.10.7, mmcv 2.1.0 built from its sdist with compiled ops (C++20 for torch 2.14 headers),
 # mmdet 3.3.0, timm, pycocotools, onnx/onnxruntime, pytest, and this package in editable mode.
-# The mmcv wheel is cached in ~/.cache/mmdet-efficientvit/wheels/ keyed by every version it depends on,
-# so only the first setup on a machine pays the ~12-minute build.
+# The mmcv wheel is cached in ~/.cache/mmdet-efficientvit/wheels/ keyed by every version it depends on
+# (on CUDA also the CUDA version and GPU arches), so only the first setup on a machine pays the build.
+# CUDA machines: tools/setup_cuda.py decides which torch (TORCH_KEEP / TORCH_SPEC / TORCH_INDEX_URL),
+# CPU or CUDA ops, which nvcc and TORCH_CUDA_ARCH_LIST, and stops with the fix before the build when the
+# GPU, the driver, torch or nvcc do not fit together (see its docstring for the variables).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +23,11 @@ STACK=(
   "onnx" "onnxruntime" "matplotlib" "pytest" "pytest-timeout"
 )
 STAMP_KEY="torch=$TORCH tv=$TORCHVISION mmcv=$MMCV stack=${STACK[*]} setup=$(sha1sum "$ROOT/setup.py" | cut -c1-12)"
+# The CUDA choices (each only when set, so a CPU machine's key stays as it was).
+STAMP_KEY+="${TORCH_KEEP:+ keep=$TORCH_KEEP}${TORCH_SPEC:+ spec=$TORCH_SPEC}${TORCH_INDEX_URL:+ index=$TORCH_INDEX_URL}"
+STAMP_KEY+="${MMDET_EVIT_CPU_ONLY:+ cpu-only=$MMDET_EVIT_CPU_ONLY}${FORCE_CUDA:+ force-cuda=$FORCE_CUDA}"
+STAMP_KEY+="${TORCH_CUDA_ARCH_LIST:+ arch=$TORCH_CUDA_ARCH_LIST}${CUDA_HOME:+ cuda-home=$CUDA_HOME}"
+STAMP_KEY+="$(if command -v nvidia-smi >/dev/null; then echo ' nvidia-smi=yes'; fi)"
 STAMP="$VENV/.mmdet-efficientvit-setup"
 
 step() { printf '\n==> [setup] %s\n' "$*"; }
@@ -41,18 +49,29 @@ CURRENT="create .venv"; step "$CURRENT"
 [[ -x "$PY" ]] || python3 -m venv "$VENV"
 "$PY" -m pip install -q --upgrade "pip>=24"
 
-CURRENT="install torch $TORCH and torchvision $TORCHVISION"; step "$CURRENT"
-"$PY" -m pip install -q "torch==$TORCH" "torchvision==$TORCHVISION"
+CURRENT="install torch"; step "$CURRENT"
+torch_args=$("$PY" "$ROOT/tools/setup_cuda.py" torch-args --python "$PY" "torch==$TORCH" "torchvision==$TORCHVISION") || exit 2
+if [[ -n "$torch_args" ]]; then
+  mapfile -t torch_args <<<"$torch_args"
+  echo "[setup] pip install ${torch_args[*]}"
+  "$PY" -m pip install -q "${torch_args[@]}"
+fi
+
+CURRENT="check for NVIDIA GPUs (CPU or CUDA ops, nvcc, arches)"; step "$CURRENT"
+# Refuses (exit 2, with the fix) before any long build; may install the PyPI nvcc into .venv.
+cuda_plan=$("$PY" "$ROOT/tools/setup_cuda.py" plan --python "$PY") || exit 2
+eval "$cuda_plan"  # export MMCV_FLAVOUR [FORCE_CUDA CUDA_HOME TORCH_CUDA_ARCH_LIST]
 
 CURRENT="install the Python stack"; step "$CURRENT"
 "$PY" -m pip install -q "${STACK[@]}"
 
 CURRENT="mmcv $MMCV with compiled ops"; step "$CURRENT"
-if "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '$MMCV'" 2>/dev/null; then
+# An installed mmcv counts only with CUDA ops where the plan wants them.
+if "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '$MMCV'
+assert '${FORCE_CUDA:-0}' != '1' or mmcv._ext.get_compiling_cuda_version() != 'not available'" 2>/dev/null; then
   echo "[setup] mmcv $MMCV with ops already installed"
 else
-  flavour=$("$PY" -c "import torch, sys; print(f'torch{torch.__version__.replace(\"+\", \"_\")}-py{sys.version_info[0]}{sys.version_info[1]}-' + ('cuda' if torch.cuda.is_available() else 'cpu'))")
-  CACHE="${MMDET_EVIT_CACHE:-$HOME/.cache/mmdet-efficientvit}/wheels/mmcv$MMCV-$flavour"
+  CACHE="${MMDET_EVIT_CACHE:-$HOME/.cache/mmdet-efficientvit}/wheels/mmcv$MMCV-$MMCV_FLAVOUR"
   mkdir -p "$CACHE"
   if ! ls "$CACHE"/mmcv-*.whl >/dev/null 2>&1; then
     echo "[setup] no cached wheel in $CACHE: building mmcv $MMCV from source (about 12 minutes on 2 cores)"
@@ -64,8 +83,7 @@ else
       # Recent torch headers use C++20 features; mmcv 2.1.0 hard-codes -std=c++17.
       sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
     fi
-    export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"
-    if "$PY" -c "import torch; import sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then export FORCE_CUDA=1; fi
+    export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"  # FORCE_CUDA etc.: from the plan above
     # Python's own compile flags (-O3 ...) without its -g: setuptools *replaces* them with $CFLAGS, so
     # pass them whole. No debug info builds faster and gives a smaller wheel of the same code;
     # MMCV_DEBUG=1 keeps -g.
@@ -73,12 +91,15 @@ else
     [[ "${MMCV_DEBUG:-0}" == 1 ]] || flags=$(sed -E 's/(^| )-g( |$)/\1-g0\2/' <<<"$flags")
     export CFLAGS="$flags ${CFLAGS:-}" CXXFLAGS="$flags ${CXXFLAGS:-}"
     build_start=$(date +%s)
+    cpu_start=$(awk '{print $16 + $17}' /proc/$$/stat)  # CPU ticks of finished child processes
     LOG="$CACHE.build.log"
     # ninja prints "[k/N] ..." per object; show one progress line per object, keep the full log.
     (cd "$SRC" && "$PY" -m pip wheel -v --no-build-isolation --no-deps . -w "$CACHE.tmp") 2>&1 | tee "$LOG" \
       | sed -un 's/^ *\[\([0-9]*\)\/\([0-9]*\)\].*/[setup] mmcv build: object \1 of \2/p' \
       || fail "mmcv build failed: the first 'error' lines of $LOG: $(grep -m3 -i 'error' "$LOG" | tr '\n' ' ')"
-    echo "[setup] mmcv wheel built in $(( $(date +%s) - build_start )) s (flags: $CFLAGS; full log: $LOG)"
+    cpu_s=$(( ($(awk '{print $16 + $17}' /proc/$$/stat) - cpu_start) / $(getconf CLK_TCK) ))
+    echo "[setup] mmcv wheel built in $(( $(date +%s) - build_start )) s wall, ${cpu_s} s CPU" \
+         "(flags: $CFLAGS; full log: $LOG)"
     mv "$CACHE.tmp"/mmcv-*.whl "$CACHE"/ && rm -rf "$CACHE.tmp" "$BUILD"
   else
     echo "[setup] using cached wheel $(ls "$CACHE"/mmcv-*.whl)"

@@ -21,7 +21,9 @@ import mmdet_efficientvit  # noqa: F401  (registers our models)
 from mmdet_efficientvit.cli import (check_data_paths, config_from_args, parse_common_args,
                                     setup_cpu_distributed, short_errors, teardown_distributed)
 from mmdet_efficientvit.errors import SetupError
-from mmdet_efficientvit.models.utils import deploy_model
+from mmdet_efficientvit.models import EfficientViT
+from mmdet_efficientvit.models.utils import (deploy_model, explain_detector_mismatch,
+                                             model_state_dict, read_checkpoint)
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,20 +51,25 @@ def main() -> None:
     # The checkpoint is loaded below (strictly, and before --fuse), not by the runner.
     cfg.load_from, cfg.resume = None, False
 
-    with short_errors():
+    with short_errors(cfg):
         if not osp.isfile(args.checkpoint):
             raise SetupError(f'checkpoint not found: {args.checkpoint}')
         check_data_paths(cfg, ['test'])
+        read_checkpoint(args.checkpoint)  # safe loading: a file that is no checkpoint is one message
         setup_cpu_distributed(cfg)
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         try:
             runner.load_checkpoint(args.checkpoint, strict=True)
         except RuntimeError as e:
             if 'do not match exactly' not in str(e):  # mmengine's strict-loading report
                 raise
-            raise SetupError(f'{args.checkpoint} does not fit the model of {args.config}: {e}') from None
+            state_dict = model_state_dict(read_checkpoint(args.checkpoint))
+            raise SetupError(
+                f'{args.checkpoint} does not fit the model of {args.config}: '
+                f'{explain_detector_mismatch(model, state_dict, EfficientViT.arch_zoo)} Use the '
+                'checkpoint of this config, or the config the checkpoint was trained with') from None
         if args.fuse:
-            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
             bn_before = sum(isinstance(m, _BatchNorm) for m in model.modules())
             deploy_model(model)
             bn_after = sum(isinstance(m, _BatchNorm) for m in model.modules())
@@ -71,6 +78,7 @@ def main() -> None:
         if args.out is not None:
             runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
         runner.test()
+        del runner  # its DDP wrapper holds the process group: release it first
         teardown_distributed()
 
 

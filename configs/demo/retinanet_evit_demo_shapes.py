@@ -47,8 +47,10 @@ model = dict(
         loss_bbox=dict(_delete_=True, type='GIoULoss', loss_weight=2.0)),
     test_cfg=dict(nms_pre=300, max_per_img=50))
 
+# LoadImageFromFileOrSkip: an unreadable training image is skipped and reported (SkippedImagesHook
+# below), not fatal.
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFileOrSkip'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(img_size, img_size), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
@@ -101,5 +103,6 @@ default_hooks = dict(
     logger=dict(interval=20),
     # mmengine's CheckpointHook, written atomically (a run killed while saving still resumes)
     checkpoint=dict(type='AtomicCheckpointHook', interval=max_epochs, max_keep_ckpts=1))
+custom_hooks = [dict(type='SkippedImagesHook')]
 log_processor = dict(window_size=20)
 randomness = dict(seed=0)

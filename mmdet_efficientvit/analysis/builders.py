@@ -167,3 +167,20 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
                     module.weight.copy_(torch.rand(n, generator=gen) * 0.5 + 0.5)
                     module.bias.copy_(torch.randn(n, generator=gen) * 0.1)
     return model
+
+
+def build_backbone_and_neck(arch: str = 'm4') -> Tuple[nn.Module, nn.Module]:
+    """Our backbone and RetinaNet neck as the configs build them (``configs/_base_/models/
+    efficientvit_m4_fpn.py``: BatchNorms frozen by ``norm_eval``, FPN with one transposed-conv level),
+    for ``arch``, with random weights (no checkpoint) and without building a detector (no mmcv ops)."""
+    from mmdet.registry import MODELS
+
+    import mmdet_efficientvit  # noqa: F401  (registers our modules)
+    from mmdet_efficientvit.resources import config_path, load_config
+
+    base = load_config(config_path('_base_/models/efficientvit_m4_fpn.py'))
+    backbone_cfg, neck_cfg = ({k: v for k, v in part.items() if k != '_delete_'}
+                              for part in (base.evit_backbone, base.retinanet_neck))
+    backbone = MODELS.build(dict(backbone_cfg, arch=arch, init_cfg=None))
+    neck = MODELS.build(dict(neck_cfg, in_channels=list(backbone.embed_dims)))
+    return backbone, neck

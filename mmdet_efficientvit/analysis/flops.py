@@ -4,16 +4,18 @@ FLOPs follow the fvcore / mmengine convention of the paper: one multiply-add cou
 convolutions, linears and the attention matmuls (``q^T k`` and ``v attn^T``) are counted, softmax and
 element-wise additions are not.
 """
+import math
 from typing import Dict, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.complexity_analysis import bmm_flop_jit
+from mmengine.config import Config
 
 from ..model_zoo import CLS_WINDOW_SIZE, PAPER_MFLOPS
 from ..models.utils.deploy import deploy_model
-from .builders import build_backbone
+from .builders import TensorModeDetector, build_backbone, build_detector
 
 
 def build_classifier_head(in_channels: int, num_classes: int = 1000) -> nn.Module:
@@ -68,3 +70,23 @@ def classifier_complexity(arch: str, deploy: bool = True) -> Dict:
     head_flops = complexity(head, last)['flops']
     return dict(flops=body_flops + head_flops, backbone_flops=body_flops, head_flops=head_flops,
                 params=params, paper_flops=PAPER_MFLOPS[arch] * 1e6)
+
+
+def detector_complexity(cfg: Config, size: Tuple[int, int] = (800, 1333),
+                        deploy: bool = False) -> Dict:
+    """Params and FLOPs of a detector config at ``size``, padded as its data preprocessor pads.
+
+    mmdet's tensor mode: single-stage detectors are backbone + neck + head without NMS, two-stage
+    ones include the RPN proposals and the RoI heads. Returns ``complexity``'s dict plus ``size``
+    (the padded input), ``pad_size_divisor``, ``backbone_params`` and ``backbone_flops``.
+    """
+    divisor = cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1)
+    input_size = tuple(int(math.ceil(s / divisor) * divisor) for s in size)
+    model = build_detector(cfg)
+    if deploy:
+        deploy_model(model)
+    img = torch.zeros(1, 3, *input_size)
+    stats = complexity(TensorModeDetector(model), img)
+    backbone = complexity(model.backbone, img)
+    return dict(stats, size=input_size, pad_size_divisor=divisor, backbone_params=backbone['params'],
+                backbone_flops=backbone['flops'])

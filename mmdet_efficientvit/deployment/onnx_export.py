@@ -1,10 +1,10 @@
 """Export models to ONNX with dynamic batch/height/width and check onnxruntime against PyTorch.
 
 The TorchScript-based exporter (``dynamo=False``) is used: it records the shape arithmetic of the
-window attention (padding amounts, window counts) as graph ops, so one graph serves every input size.
-Python-level branches are fixed at export time: the graph keeps the branch taken by the export
-input, so the export size must use window partitioning in every stage (every stage map larger than
-its window on at least one side), as detection inputs do.
+window attention (padding amounts, window counts) as graph ops, and the attention makes its
+one-window-or-several choice inside the graph while traced (``LocalWindowAttention``), so one graph
+serves every input size, small ones included. ``check_onnx`` compares raw outputs,
+``check_end2end`` the detections of an end-to-end graph with the detector's ``predict``.
 """
 import warnings
 from typing import Dict, List, Optional, Sequence
@@ -20,8 +20,13 @@ def export_onnx(model: nn.Module,
                 path: str,
                 sample: torch.Tensor,
                 output_names: Optional[Sequence[str]] = None,
-                opset: int = DEFAULT_OPSET) -> str:
-    """Export ``model(sample)`` to ``path`` with dynamic batch, height and width; return the path."""
+                opset: int = DEFAULT_OPSET,
+                output_axes: Optional[Dict[str, Dict[int, str]]] = None) -> str:
+    """Export ``model(sample)`` to ``path`` with dynamic batch, height and width; return the path.
+
+    ``output_axes`` names the dynamic axes of each output; by default every output is a
+    (batch, C, H, W) map with all but C dynamic.
+    """
     model = model.eval()
     with torch.no_grad():
         outputs = model(sample)
@@ -30,7 +35,9 @@ def export_onnx(model: nn.Module,
     if len(output_names) != num_outputs:
         raise ValueError(f'{len(output_names)} output names given for {num_outputs} outputs')
     dynamic_axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
-    dynamic_axes.update({name: {0: 'batch', 2: f'{name}_h', 3: f'{name}_w'} for name in output_names})
+    if output_axes is None:
+        output_axes = {name: {0: 'batch', 2: f'{name}_h', 3: f'{name}_w'} for name in output_names}
+    dynamic_axes.update(output_axes)
     with warnings.catch_warnings():
         # The tracer warns about every Python bool it sees; the module docstring says why it is fine.
         warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
@@ -68,10 +75,8 @@ def check_onnx(path: str, model: nn.Module, inputs: List[torch.Tensor], atol: fl
         try:
             got = session.run(None, {'input': x.numpy()})
         except Exception as err:  # onnxruntime raises its own exception types
-            raise RuntimeError(
-                f'{path}: onnxruntime failed for input {tuple(x.shape)}: {str(err).splitlines()[0]}. '
-                'The graph keeps the Python branches taken at export time: export at a size where '
-                'every attention stage pads and splits into several windows (e.g. 800x1216).') from err
+            raise RuntimeError(f'{path}: onnxruntime failed for input {tuple(x.shape)}: '
+                               f'{str(err).splitlines()[0]}') from err
         if len(got) != len(ref):
             raise RuntimeError(f'{path}: onnxruntime gave {len(got)} outputs, PyTorch {len(ref)}')
         diff, scale = 0.0, 0.0
@@ -86,4 +91,80 @@ def check_onnx(path: str, model: nn.Module, inputs: List[torch.Tensor], atol: fl
         if not diff <= atol:
             raise RuntimeError(f'{path}: onnxruntime differs from PyTorch by {diff:.3g} > {atol:g} '
                                f'for input {tuple(x.shape)} (largest output value {scale:.3g})')
+    return records
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of x1y1x2y2 boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
+
+
+def match_detections(ref: Dict[str, np.ndarray], got: Dict[str, np.ndarray],
+                     min_iou: float = 0.99) -> Dict:
+    """Pair each reference detection (best score first) with an unpaired one of the same label and
+    IoU > ``min_iou``. ``ref``/``got``: ``bboxes`` (N, 4), ``scores`` (N,), ``labels`` (N,).
+
+    Returns ``dict(ref, got, matched, max_score_diff, max_box_diff)`` (diffs over the pairs).
+    """
+    n, m = len(ref['scores']), len(got['scores'])
+    free = np.ones(m, bool)
+    score_diff = box_diff = 0.0
+    matched = 0
+    iou = box_iou(ref['bboxes'], got['bboxes']) if n and m else np.zeros((n, m))
+    for i in np.argsort(-ref['scores'], kind='stable'):
+        ok = free & (got['labels'] == ref['labels'][i]) & (iou[i] > min_iou)
+        if not ok.any():
+            continue
+        j = int(np.argmax(np.where(ok, iou[i], -1)))
+        free[j] = False
+        matched += 1
+        score_diff = max(score_diff, abs(float(ref['scores'][i] - got['scores'][j])))
+        box_diff = max(box_diff, float(np.abs(ref['bboxes'][i] - got['bboxes'][j]).max()))
+    return dict(ref=n, got=m, matched=matched, max_score_diff=score_diff, max_box_diff=box_diff)
+
+
+def detections(dets: np.ndarray, labels: np.ndarray) -> Dict[str, np.ndarray]:
+    """One image's rows of an end-to-end graph's outputs, padding (label -1) dropped."""
+    keep = labels >= 0
+    return dict(bboxes=dets[keep, :4], scores=dets[keep, 4], labels=labels[keep])
+
+
+def check_end2end(path: str, detector: nn.Module, inputs: List[torch.Tensor],
+                  score_atol: float = 1e-4, min_match: float = 0.99, session=None) -> List[Dict]:
+    """Compare an end-to-end graph with the detector's own ``predict`` (with NMS) on each input.
+
+    Detections are paired (same label, IoU > 0.99, see :func:`match_detections`); raise unless at
+    least ``min_match`` of them pair up on every input and paired scores agree within
+    ``score_atol``. Returns one record per input: ``shape`` and the summed pairing counts.
+    """
+    from ..analysis.builders import image_data_samples
+    session = session or ort_session(path)
+    records = []
+    for x in inputs:
+        with torch.no_grad():
+            ref = detector.predict(x, image_data_samples(x))
+        dets, labels = session.run(None, {'input': x.numpy()})
+        record = dict(shape=tuple(x.shape), ref=0, got=0, matched=0, max_score_diff=0.,
+                      max_box_diff=0.)
+        for i, sample in enumerate(ref):
+            pred = sample.pred_instances
+            pair = match_detections(
+                dict(bboxes=pred.bboxes.numpy(), scores=pred.scores.numpy(),
+                     labels=pred.labels.numpy()), detections(dets[i], labels[i]))
+            for key in ('ref', 'got', 'matched'):
+                record[key] += pair[key]
+            for key in ('max_score_diff', 'max_box_diff'):
+                record[key] = max(record[key], pair[key])
+        records.append(record)
+        most = max(record['ref'], record['got'])
+        if record['matched'] < min_match * most or record['max_score_diff'] > score_atol:
+            raise RuntimeError(
+                f"{path}: for input {record['shape']} only {record['matched']} of {most} detections "
+                f"match PyTorch's predict (onnxruntime {record['got']}, PyTorch {record['ref']}; "
+                f"largest score difference {record['max_score_diff']:.2g})")
     return records

@@ -18,7 +18,6 @@ The paper's numbers are for the full classifier (backbone + pool/BN/Linear head,
 what the ``classifier`` columns of the backbone table reproduce.
 """
 import argparse
-import math
 import os
 import sys
 from typing import List, Optional
@@ -26,9 +25,9 @@ from typing import List, Optional
 import torch
 from mmengine.analysis.print_helper import complexity_stats_table
 
-from mmdet_efficientvit.analysis.builders import (Backbone, TensorModeDetector, build_backbone,
-                                                  build_detector, parse_size)
-from mmdet_efficientvit.analysis.flops import classifier_complexity, complexity
+from mmdet_efficientvit.analysis.builders import Backbone, build_backbone, parse_size
+from mmdet_efficientvit.analysis.flops import (classifier_complexity, complexity,
+                                               detector_complexity)
 from mmdet_efficientvit.model_zoo import ARCHS, CLS_WINDOW_SIZE, PAPER_MFLOPS
 from mmdet_efficientvit.models.utils import deploy_model
 from mmdet_efficientvit.resources import load_config
@@ -45,10 +44,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--deploy', action='store_true', help='fold BatchNorm before counting')
     parser.add_argument('--show-table', action='store_true', help="print mmengine's per-module table")
     return parser.parse_args(argv)
-
-
-def padded(size, divisor: int):
-    return tuple(int(math.ceil(s / divisor) * divisor) for s in size)
 
 
 def backbone_report(archs: List[str], args: argparse.Namespace) -> List[dict]:
@@ -87,26 +82,20 @@ def backbone_report(archs: List[str], args: argparse.Namespace) -> List[dict]:
 
 
 def config_report(config: str, args: argparse.Namespace) -> dict:
-    cfg = load_config(config)
     size = parse_size(args.size or '800x1333')
-    divisor = cfg.model.get('data_preprocessor', {}).get('pad_size_divisor', 1)
-    input_size = padded(size, divisor)
-    model = build_detector(cfg)
-    if args.deploy:
-        deploy_model(model)
-    stats = complexity(TensorModeDetector(model), torch.zeros(1, 3, *input_size))
-    backbone = complexity(model.backbone, torch.zeros(1, 3, *input_size))
+    stats = detector_complexity(load_config(config), size, deploy=args.deploy)
+    input_size, divisor = stats['size'], stats['pad_size_divisor']
     state = 'deployed (BN folded)' if args.deploy else 'unfused'
     print(f'\n{os.path.basename(config)}, {state}, input {size[0]}×{size[1]} padded to '
           f'{input_size[0]}×{input_size[1]} (pad_size_divisor {divisor}); mmdet tensor mode '
           '(single-stage: backbone + neck + head, no NMS; two-stage: with RPN and RoI heads)')
-    print(f"params: {stats['params'] / 1e6:.2f} M (backbone {backbone['params'] / 1e6:.2f} M)")
-    print(f"FLOPs:  {stats['flops'] / 1e9:.2f} G (backbone {backbone['flops'] / 1e9:.2f} G)")
+    print(f"params: {stats['params'] / 1e6:.2f} M (backbone {stats['backbone_params'] / 1e6:.2f} M)")
+    print(f"FLOPs:  {stats['flops'] / 1e9:.2f} G (backbone {stats['backbone_flops'] / 1e9:.2f} G)")
     print('by operator: ' + ', '.join(f'{k} {v / 1e9:.2f} G' for k, v in stats['by_operator'].items()))
     if args.show_table:
         print(complexity_stats_table(stats['analyzer'], show_param_shapes=False, max_depth=3))
     return dict(config=config, size=input_size, params=stats['params'], flops=stats['flops'],
-                backbone_flops=backbone['flops'])
+                backbone_flops=stats['backbone_flops'])
 
 
 def main(argv: Optional[List[str]] = None):

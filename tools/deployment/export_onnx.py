@@ -1,21 +1,41 @@
-"""Export the EfficientViT backbone or a detector (without NMS) to ONNX and check it.
+"""Export the EfficientViT backbone or a detector to ONNX and check it against PyTorch.
 
-The graph has dynamic batch, height and width and is BN-folded (``switch_to_deploy``) unless
-``--no-deploy``. After export, onnxruntime is compared with PyTorch at every ``--check-sizes`` entry
-(by default two sizes whose attention windows need different padding) and the tool exits non-zero
-when any output differs by more than ``--atol`` (1e-4).
+The graph has dynamic batch, height and width and is BN-folded (``deploy_model``) unless
+``--no-deploy``. After export, onnxruntime is compared with PyTorch at every ``--check-sizes``
+entry with batch ``--check-batch``; by default 256x256 and 320x192 (the last attention stage fits in
+one window) and 800x1216 (every stage splits into windows), batch 2. The tool exits non-zero when
+the check fails.
 
-A detector is exported as backbone + neck + head, returning the raw maps: ``cls_score_{level}`` for
-every level, then ``bbox_pred_{level}``; decoding and NMS stay outside the graph.
+Three kinds of graph:
+
+* a backbone arch (``m0`` .. ``m5``): the stage maps;
+* a detector config: backbone + neck + head, returning the raw maps ``cls_score_{level}`` for every
+  level, then ``bbox_pred_{level}`` (decoding and NMS stay outside; checked within ``--atol``);
+* a RetinaNet config with ``--end2end``: image batch to final detections in mmdeploy's convention,
+  ``dets`` (B, K, 5: x1, y1, x2, y2, score) and ``labels`` (B, K; int64), K =
+  ``test_cfg.max_per_img``; rows past an image's last detection have score 0 and label -1. Top-k,
+  anchors, decoding, score threshold, class-aware NMS and the final top-K run in the graph with the
+  config's ``test_cfg`` (``mmdet_efficientvit/deployment/end2end.py``). The file's metadata holds
+  the test preprocessing, class names and config that ``onnx_inference.py`` needs. Detections must
+  match the detector's ``predict`` (same labels, IoU > 0.99), also on ``--check-num`` real images
+  of ``--check-images`` if given (read as ``onnx_inference.py`` reads them). With
+  ``--quantize int8`` an INT8 copy (``<out>.int8.onnx``, onnxruntime static QDQ quantization,
+  per-channel weights) is calibrated on ``--calib-num`` images of ``--calib-dir``; the float model
+  is kept.
 
 Examples::
 
     python tools/deployment/export_onnx.py m4 --out work_dirs/onnx/evit_m4.onnx
     python tools/deployment/export_onnx.py configs/retinanet_evit_m4_fpn_1x_coco.py \\
         --checkpoint work_dirs/retinanet_m4/epoch_12.pth --out work_dirs/onnx/retinanet_evit_m4.onnx
+    python tools/deployment/export_onnx.py configs/demo/retinanet_evit_demo_shapes.py \\
+        --checkpoint work_dirs/demo_shapes/epoch_10.pth --end2end --check-images data/demo_shapes/val \\
+        --quantize int8 --calib-dir data/demo_shapes/train --calib-num 64
 
 Without ``--checkpoint`` the weights are random, with randomised BatchNorm statistics so that the
-check exercises every branch (fresh EfficientViT zero-initialises several BN weights).
+check exercises every branch (fresh EfficientViT zero-initialises several BN weights); for
+``--end2end`` the classification bias is also zeroed so that scores are near 0.5 and NMS has boxes to
+work on (RetinaNet's prior-probability bias would put every score below ``score_thr``).
 """
 import argparse
 import os
@@ -27,9 +47,15 @@ import torch
 
 from mmdet_efficientvit.analysis.builders import (Backbone, RawDetector, build_backbone,
                                                   build_detector, parse_size, randomize_batchnorm)
-from mmdet_efficientvit.deployment.onnx_export import DEFAULT_OPSET, check_onnx, export_onnx
+from mmdet_efficientvit.cli import short_errors
+from mmdet_efficientvit.deployment.onnx_export import (DEFAULT_OPSET, check_end2end, check_onnx,
+                                                       detections, export_onnx, match_detections,
+                                                       ort_session)
+from mmdet_efficientvit.errors import SetupError
 from mmdet_efficientvit.model_zoo import ARCHS
 from mmdet_efficientvit.models.utils import deploy_model
+
+DEFAULT_CHECK_SIZES = ['256x256', '320x192', '800x1216']
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -37,52 +63,140 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('target', help='backbone arch (m0..m5) or a detector config file')
     parser.add_argument('--checkpoint', help='weights: an EfficientViT checkpoint for a backbone '
                         '(official, timm or ours), a detector checkpoint for a config')
-    parser.add_argument('--out', help='output .onnx (default work_dirs/onnx/<target>.onnx)')
+    parser.add_argument('--out', help='output .onnx (default work_dirs/onnx/<target>[_end2end].onnx)')
+    parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
+    parser.add_argument('--end2end', action='store_true',
+                        help='RetinaNet with post-processing in the graph: outputs dets and labels')
     parser.add_argument('--shape', default='800x1216', help='export input HxW')
-    parser.add_argument('--check-sizes', nargs='+', default=['800x1216', '736x1088'],
+    parser.add_argument('--check-sizes', nargs='+', default=DEFAULT_CHECK_SIZES,
                         help='HxW sizes at which onnxruntime must match PyTorch')
-    parser.add_argument('--atol', type=float, default=1e-4)
+    parser.add_argument('--check-batch', type=int, default=2, help='batch size of the check inputs')
+    parser.add_argument('--check-images', metavar='DIR',
+                        help='end2end: also compare with predict on real images of DIR, read as '
+                        'onnx_inference.py reads them (one at a time)')
+    parser.add_argument('--check-num', type=int, default=8, help='images of --check-images to use')
+    parser.add_argument('--atol', type=float, default=1e-4,
+                        help='largest output difference (end2end: score difference) allowed')
     parser.add_argument('--no-deploy', action='store_true', help='keep BatchNorm unfolded')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET)
     parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument('--quantize', choices=['int8'],
+                        help='also write an INT8 model (end2end only): <out>.int8.onnx')
+    parser.add_argument('--calib-dir', help='images to calibrate the INT8 ranges on')
+    parser.add_argument('--calib-num', type=int, default=32, help='calibration images to use')
+    args = parser.parse_args(argv)
+    if args.quantize and not (args.end2end and args.calib_dir):
+        parser.error('--quantize needs --end2end and --calib-dir')
+    return args
 
 
 def build(args: argparse.Namespace):
-    """The model to export and its output names."""
+    """The model to export and its output names (for --end2end: the detector, not wrapped)."""
     torch.manual_seed(args.seed)
-    if args.target.lower() in ARCHS:
+    if args.target.lower() in ARCHS and not args.end2end:
         arch = args.target.lower()
         model = Backbone(build_backbone(arch, checkpoint=args.checkpoint))
         names = [f'stage{i}' for i in range(len(model.model.embed_dims))]
     elif os.path.isfile(args.target) or '::' in args.target:
         detector = build_detector(args.target, checkpoint=args.checkpoint)
-        model = RawDetector(detector)
-        levels = len(detector.bbox_head.prior_generator.strides)
-        names = [f'cls_score_{i}' for i in range(levels)] + [f'bbox_pred_{i}' for i in range(levels)]
+        if args.end2end:
+            from mmdet_efficientvit.deployment.end2end import OUTPUT_NAMES, check_supported
+            check_supported(detector)
+            model, names = detector, list(OUTPUT_NAMES)
+        else:
+            model = RawDetector(detector)
+            levels = len(detector.bbox_head.prior_generator.strides)
+            names = [f'cls_score_{i}' for i in range(levels)] + [f'bbox_pred_{i}' for i in range(levels)]
     else:
-        sys.exit(f"export_onnx.py: {args.target!r} is neither a backbone arch ({', '.join(ARCHS)}) "
-                 'nor an existing config file')
+        arch = '' if args.end2end else f" nor a backbone arch ({', '.join(ARCHS)})"
+        raise SetupError(f'{args.target!r} is not an existing config file{arch}')
     if args.checkpoint is None:
         randomize_batchnorm(model, args.seed)
+        if args.end2end:
+            torch.nn.init.zeros_(model.bbox_head.retina_cls.bias)
     return model.eval(), names
+
+
+def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) -> None:
+    """Wrap, export, store the metadata, check against ``predict``; optionally quantize."""
+    from mmdet_efficientvit.deployment.end2end import OUTPUT_CONVENTION, End2EndDetector
+    from mmdet_efficientvit.deployment.inference_tool import image_inputs
+    from mmdet_efficientvit.deployment.metadata import deploy_metadata, write_metadata
+    from mmdet_efficientvit.resources import load_config
+
+    model = End2EndDetector(detector).eval()
+    cfg = load_config(args.target)
+    test_cfg = detector.bbox_head.test_cfg.to_dict()
+    metadata = deploy_metadata(cfg, args.target, args.checkpoint, detector.bbox_head.num_classes,
+                               test_cfg, OUTPUT_CONVENTION)  # before the slow export: fail fast
+    start = time.time()
+    export_onnx(model, out, torch.randn(1, 3, *parse_size(args.shape)), names, opset=args.opset,
+                output_axes={name: {0: 'batch'} for name in names})
+    write_metadata(out, metadata)
+    print(f'exported {out} in {time.time() - start:.1f}s (dynamic batch, height, width; opset '
+          f'{args.opset}; test_cfg {test_cfg})')
+    images = []
+    if args.check_images:
+        images = image_inputs(out, args.check_images, args.check_num, '--check-images')
+    try:
+        records = check_end2end(out, detector, checks + [torch.from_numpy(x) for x in images],
+                                score_atol=args.atol)
+    except RuntimeError as err:
+        sys.exit(f'ONNX check FAILED: {err}')
+    for i, r in enumerate(records):
+        where = (f"at {r['shape']}" if i < len(checks)
+                 else f'on image {i - len(checks) + 1} of {args.check_images} (sorted)')
+        print(f"onnxruntime vs PyTorch predict {where}: {r['matched']}/{r['ref']} detections "
+              f"match (same label, IoU > 0.99; onnxruntime has {r['got']}), score diff "
+              f"<= {r['max_score_diff']:.1e}, box diff <= {r['max_box_diff']:.1e} px: OK")
+    if args.quantize:
+        quantize(args, out, checks)
+
+
+def quantize(args, out: str, checks: List[torch.Tensor]) -> str:
+    """Write ``<out>.int8.onnx`` and report how its detections compare with the float graph's."""
+    from mmdet_efficientvit.deployment.inference_tool import image_inputs
+    from mmdet_efficientvit.deployment.quantize import quantize_int8
+    int8 = os.path.splitext(out)[0] + '.int8.onnx'
+    inputs = image_inputs(out, args.calib_dir, args.calib_num, '--calib-dir')
+    start = time.time()
+    quantize_int8(out, int8, inputs, note=f'{len(inputs)} images of {args.calib_dir}')
+    print(f'quantized {int8} in {time.time() - start:.1f}s (calibrated on {len(inputs)} images of '
+          f'{args.calib_dir}; the float model stays in {out})')
+    fp32, q = ort_session(out), ort_session(int8)
+    for x in checks:
+        ref, got = fp32.run(None, {'input': x.numpy()}), q.run(None, {'input': x.numpy()})
+        pairs = [match_detections(detections(ref[0][i], ref[1][i]), detections(got[0][i], got[1][i]),
+                                  min_iou=0.5) for i in range(x.shape[0])]
+        total = {k: sum(p[k] for p in pairs) for k in ('ref', 'got', 'matched')}
+        print(f"INT8 vs float at {tuple(x.shape)}: {total['got']} detections, {total['matched']} of "
+              f"the float model's {total['ref']} found again (IoU > 0.5, same label)")
+    return int8
 
 
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
-    model, names = build(args)
-    name = os.path.splitext(os.path.basename(args.target))[0]
+    name = os.path.splitext(os.path.basename(args.target))[0] + ('_end2end' if args.end2end else '')
     out = args.out or os.path.join('work_dirs', 'onnx', f'{name}.onnx')
+    outputs = [out] + ([os.path.splitext(out)[0] + '.int8.onnx'] if args.quantize else [])
+    existing = [p for p in outputs if os.path.exists(p)]
+    if existing and not args.overwrite:
+        raise SetupError(f'{existing[0]} already exists: choose another --out or pass --overwrite')
+    model, names = build(args)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    checks = [torch.randn(1, 3, *parse_size(s)) for s in args.check_sizes]
+    checks = [torch.randn(args.check_batch, 3, *parse_size(s)) for s in args.check_sizes]
+    raw = RawDetector(model) if args.end2end else model
     if not args.no_deploy:
         with torch.no_grad():
-            before = [model(x) for x in checks]
+            before = [raw(x) for x in checks[:1]]
         deploy_model(model)
         with torch.no_grad():
             diff = max(float((a - b).abs().max()) for x, ref in zip(checks, before)
-                       for a, b in zip(model(x), ref))
+                       for a, b in zip(raw(x), ref))
         print(f'deployed (BN folded); max |deployed - unfused| in PyTorch: {diff:.2e}')
+    if args.end2end:
+        export_end2end(args, model, names, out, checks)
+        return out
     start = time.time()
     export_onnx(model, out, torch.randn(1, 3, *parse_size(args.shape)), names, opset=args.opset)
     print(f'exported {out} in {time.time() - start:.1f}s (dynamic batch, height, width; opset {args.opset})')
@@ -91,10 +205,11 @@ def main(argv: Optional[List[str]] = None) -> str:
     except RuntimeError as err:
         sys.exit(f'ONNX check FAILED: {err}')
     for r in records:
-        print(f"onnxruntime vs PyTorch at {r['shape'][2]}×{r['shape'][3]}: max |diff| "
+        print(f"onnxruntime vs PyTorch at {r['shape']}: max |diff| "
               f"{r['max_abs_diff']:.2e} (largest output {r['max_abs_ref']:.2f}) <= {args.atol:g}: OK")
     return out
 
 
 if __name__ == '__main__':
-    main()
+    with short_errors():
+        main()

@@ -3,6 +3,10 @@
 Every case carries a JSON-able ``spec`` from which :func:`build_runner` rebuilds it in another process
 (the memory measurement runs each case in a fresh one). Weights are random: timings do not depend on
 them, and nothing is downloaded.
+
+The device protocol (:func:`device_backbone_cases`, :func:`device_detector_cases`; the paper's GPU
+protocol on CUDA) runs the same models on a device, in fp32 and AMP (autocast: float16 on CUDA,
+bfloat16 on the CPU), and is measured in-process (no spec rebuild).
 """
 import copy
 import os
@@ -14,13 +18,11 @@ import torch.nn as nn
 
 from ...model_zoo import ARCHS, CLS_WINDOW_SIZE
 from ...models.utils import deploy_model
-from ...resources import REPO_ROOT
 from ..builders import (Backbone, RawDetector, build_backbone, build_detector, image_data_samples,
                         parse_size, randomize_batchnorm)
 from ..flops import complexity
 
-DETECTORS = {f'evit-{a}': os.path.join(REPO_ROOT, 'configs', f'retinanet_evit_{a}_fpn_1x_coco.py')
-             for a in ARCHS}
+DETECTORS = {f'evit-{a}': f'mmdet_efficientvit::retinanet_evit_{a}_fpn_1x_coco.py' for a in ARCHS}
 DETECTORS.update({
     'r18': 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py',
     'r50': 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
@@ -228,4 +230,149 @@ def detector_cases(detectors: List[str], size: str, batch: int, seed: int, threa
         log(f'  built {name}')
     for c in cases:
         c.reference = case_key('detector', 'RetinaNet-R50', c.variant)
+    return [cases]
+
+
+# ------------------------------------------------------------------------------------ device protocol
+PRECISIONS = ('fp32', 'amp')
+
+
+def amp_dtype(device: str) -> torch.dtype:
+    """The autocast dtype of 'amp': float16 on CUDA (the paper's AMP), bfloat16 on the CPU."""
+    return torch.float16 if torch.device(device).type == 'cuda' else torch.bfloat16
+
+
+def device_runner(model: nn.Module, device: str, precision: str, channels_last: bool = False,
+                  compile: bool = False) -> Callable:
+    """``model`` in eval mode on ``device``, under autocast for ``precision='amp'``, optionally
+    channels_last / torch.compile (as :func:`finish_runner`)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    run = finish_runner(model.to(device).eval(), dict(channels_last=channels_last, compile=compile))
+    if precision == 'fp32':
+        return run
+    device_type, dtype = torch.device(device).type, amp_dtype(device)
+
+    def autocast_run(x: torch.Tensor):
+        with torch.autocast(device_type, dtype):
+            return run(x)
+
+    return autocast_run
+
+
+def _variants(channels_last: bool, compile: bool) -> List[Tuple[str, Dict]]:
+    """(label suffix, device_runner flags) of the deployed model's extra variants."""
+    return ([(' + channels_last', dict(channels_last=True))] if channels_last else []) + \
+        ([(' + torch.compile', dict(compile=True))] if compile else [])
+
+
+def device_backbone_cases(archs: List[str], size: str, batches: List[int], seed: int, device: str,
+                          precisions: Tuple[str, ...] = PRECISIONS, channels_last: bool = False,
+                          compile: bool = False) -> List[List[Case]]:
+    """Per batch size and arch: timm vs ours (unfused, deployed, + channels_last / torch.compile)
+    with the same weights, in each precision; ratios against timm in the same precision.
+
+    At 224 with batches 256 and 2048 and AMP this is the paper's GPU throughput protocol.
+    """
+    size = parse_size(size)
+    window = CLS_WINDOW_SIZE if size == (224, 224) else (7, 7, 7)
+    groups = []
+    for arch in archs:
+        ref, ours = timm_and_ours(arch, seed)
+        deployed = deploy_model(copy.deepcopy(ours))
+        img = torch.randn(1, 3, *size)
+        stats = {'timm': complexity(ref, img), 'ours unfused': complexity(ours, img),
+                 'ours deployed': complexity(deployed, img)}
+        models = [('timm', ref, {}, 'timm'), ('ours unfused', ours, {}, 'ours unfused'),
+                  ('ours deployed', deployed, {}, 'ours deployed')]
+        models += [(f'ours deployed{suffix}', deployed, flags, 'ours deployed')
+                   for suffix, flags in _variants(channels_last, compile)]
+        name = f'EfficientViT-{arch.upper()}'
+        runners = {(label, p): device_runner(copy.deepcopy(model), device, p, **flags)
+                   for label, model, flags, _ in models for p in precisions}
+        for batch in batches:
+            group = f'backbone@{device} bs{batch}'
+            groups.append([
+                Case(group, name, f'{label}, {p}', size,
+                     dict(kind='timm' if label == 'timm' else 'evit', arch=arch,
+                          window_size=list(window), device=device, precision=p,
+                          deploy='deployed' in label, **flags),
+                     runners[label, p], batch, stats[base]['params'], stats[base]['flops'],
+                     reference=case_key(group, name, f'timm, {p}'))
+                for p in precisions for label, _, flags, base in models])
+    return groups
+
+
+def device_detector_cases(detectors: List[str], size: str, batch: int, seed: int, device: str,
+                          log: Callable, precisions: Tuple[str, ...] = PRECISIONS,
+                          channels_last: bool = False, compile: bool = False) -> List[List[Case]]:
+    """RetinaNets BN-fused without NMS (raw maps) on ``device``, in each precision (+ channels_last /
+    torch.compile); every case against RetinaNet-R50 measured the same way."""
+    size = parse_size(size)
+    group = f'detector@{device}'
+    cases = []
+    for det in detectors:
+        torch.manual_seed(seed)
+        raw = RawDetector(deploy_model(build_detector(DETECTORS[det]))).eval()
+        stats = complexity(raw, torch.randn(1, 3, *size))
+        name = DETECTOR_NAMES[det]
+        for p in precisions:
+            for suffix, flags in [('', {})] + _variants(channels_last, compile):
+                variant = f'deployed, no NMS, {p}{suffix}'
+                spec = dict(kind='detector', config=DETECTORS[det], deploy=True, device=device,
+                            precision=p, **flags)
+                cases.append(Case(group, name, variant, size, spec,
+                                  device_runner(copy.deepcopy(raw), device, p, **flags), batch,
+                                  stats['params'], stats['flops'],
+                                  reference=case_key(group, 'RetinaNet-R50', variant)))
+        log(f'  built {name} on {device}')
+    return [cases]
+
+
+def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpdir: str,
+                  log: Callable) -> List[List[Case]]:
+    """Image tensor to final boxes at bs=1: eager ``predict`` (deployed, with NMS) vs the end-to-end
+    ONNX graph (``deployment/end2end.py``) under onnxruntime in fp32 and INT8, every model exported
+    the same way.
+
+    Ratios: eager and fp32 rows against RetinaNet-R50's eager ``predict``, INT8 rows against the same
+    model's fp32 graph. Weights are random (RetinaNet's prior-probability bias puts the scores near
+    0.01, below ``score_thr``, so NMS sees few boxes in every variant); INT8 ranges are calibrated on
+    two random tensors of the timed size, which is enough for timing and says nothing about accuracy.
+    """
+    import numpy as np
+
+    from ...deployment.end2end import OUTPUT_NAMES, End2EndDetector
+    from ...deployment.onnx_export import check_end2end, export_onnx
+    from ...deployment.quantize import quantize_int8
+    size = parse_size(size)
+    cases = []
+    rng = np.random.default_rng(seed)
+    for det in detectors:
+        config = DETECTORS[det]
+        torch.manual_seed(seed)
+        model = deploy_model(build_detector(config))
+        name = DETECTOR_NAMES[det]
+        img = torch.randn(1, 3, *size)
+        path = export_onnx(End2EndDetector(model).eval(), os.path.join(tmpdir, f'{det}_e2e.onnx'),
+                           img, OUTPUT_NAMES, output_axes={n: {0: 'batch'} for n in OUTPUT_NAMES})
+        record = check_end2end(path, model, [img])[0]
+        log(f"  {name}: end-to-end ONNX exported, {record['matched']}/{record['ref']} detections "
+            "match predict")
+        int8 = quantize_int8(path, os.path.join(tmpdir, f'{det}_e2e.int8.onnx'),
+                             [rng.standard_normal((1, 3, *size), np.float32) for _ in range(2)],
+                             note='random tensors (timing only)')
+        stats = complexity(RawDetector(model).eval(), img)
+        eager_spec = dict(kind='detector', config=config, deploy=True, nms=True)
+        fp32_spec, int8_spec = dict(kind='onnx', onnx_path=path), dict(kind='onnx', onnx_path=int8)
+        r50 = case_key('end2end', DETECTOR_NAMES['r50'], 'eager predict (deployed, NMS)')
+        fp32 = Case('end2end', name, 'onnxruntime end2end fp32', size, fp32_spec,
+                    build_runner(fp32_spec, threads), 0, stats['params'], stats['flops'], r50)
+        cases += [
+            Case('end2end', name, 'eager predict (deployed, NMS)', size, eager_spec,
+                 detector_runner(model, nms=True), 0, stats['params'], stats['flops'], r50),
+            fp32,
+            Case('end2end', name, 'onnxruntime end2end INT8', size, int8_spec,
+                 build_runner(int8_spec, threads), 0, stats['params'], stats['flops'], fp32.key)]
+        log(f'  built {name} (eager, fp32, INT8)')
     return [cases]

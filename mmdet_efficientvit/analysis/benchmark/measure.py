@@ -10,6 +10,10 @@ resident set size is reset (``/proc/self/clear_refs``); the figure is the peak R
 first two forward passes minus the RSS just before them: what inference adds to the built model and
 input (activations, workspaces, kernel caches, onnxruntime's arena). Same method for torch and
 onnxruntime.
+
+On CUDA a pass is timed between ``torch.cuda.synchronize`` calls (kernels are asynchronous), and peak
+memory is ``torch.cuda.max_memory_allocated`` over two passes minus what was allocated before them,
+measured in this process (:func:`measure_cuda_memory`); the RSS method does not apply.
 """
 import ctypes
 import ctypes.util
@@ -27,24 +31,38 @@ import torch
 from .cases import Case, build_runner
 
 
+def _synchronizer(device: str) -> Callable[[], None]:
+    """Wait for the device's queued kernels (CUDA); nothing on the CPU."""
+    if torch.device(device).type == 'cuda':
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
 def time_group(cases: List[Case], batch: int, repeats: int, warmup: int, min_run_time: float,
-               log: Callable) -> Dict[str, float]:
-    """Median seconds per forward pass of each case, runs interleaved; ``batch`` images per pass."""
-    inputs = {c.key: torch.randn(batch, 3, *c.size) for c in cases}
+               log: Callable, device: str = 'cpu') -> Dict[str, float]:
+    """Median seconds per forward pass of each case, runs interleaved; ``batch`` images per pass,
+    made on ``device``."""
+    inputs = {c.key: torch.randn(batch, 3, *c.size, device=device) for c in cases}
+    sync = _synchronizer(device)
     iters = {}
     with torch.inference_mode():
         for c in cases:  # warm-up, and pick the passes per run
+            c.run(inputs[c.key])  # first pass outside the estimate (cudnn autotuning, compilation)
+            sync()
             start = time.perf_counter()
             for _ in range(warmup):
                 c.run(inputs[c.key])
+            sync()
             per_pass = (time.perf_counter() - start) / max(warmup, 1)
             iters[c.key] = max(1, int(round(min_run_time / max(per_pass, 1e-6))))
         samples = {c.key: [] for c in cases}
         for r in range(repeats):
             for c in cases:
+                sync()
                 start = time.perf_counter()
                 for _ in range(iters[c.key]):
                     c.run(inputs[c.key])
+                sync()
                 samples[c.key].append((time.perf_counter() - start) / iters[c.key])
             log(f'    repeat {r + 1}/{repeats} (bs={batch}) done')
     return {k: statistics.median(v) for k, v in samples.items()}
@@ -58,6 +76,20 @@ def measure_memory(spec: Dict, size: Tuple[int, int], batch: int, threads: int) 
     if proc.returncode != 0 or match is None:
         raise RuntimeError(f'memory worker failed for {spec}:\n{proc.stderr[-3000:]}')
     return float(match.group(1))
+
+
+def measure_cuda_memory(case: Case, batch: int, device: str) -> float:
+    """Peak CUDA memory that inference adds, in MiB (see module doc), measured in this process."""
+    x = torch.randn(batch, 3, *case.size, device=device)
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with torch.inference_mode():
+        for _ in range(2):
+            case.run(x)
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
 def _status(key: str) -> int:

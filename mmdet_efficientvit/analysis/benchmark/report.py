@@ -6,6 +6,7 @@ from typing import Dict, List, Tuple
 from .cases import Case
 
 MEMORY_HEADER = 'peak RSS added by inference (MiB)'
+CUDA_MEMORY_HEADER = 'peak CUDA memory added by inference (MiB)'  # measure.measure_cuda_memory
 
 
 def fmt(value: float, digits: int = 1) -> str:
@@ -25,11 +26,11 @@ def ratio_columns(cases: List[Case]) -> Dict[str, Tuple[float, float]]:
     return out
 
 
-def markdown_table(cases: List[Case]) -> str:
+def markdown_table(cases: List[Case], memory_header: str = MEMORY_HEADER) -> str:
     ratios = ratio_columns(cases)
     header = ['model', 'variant', 'input', 'params (M)', 'GFLOPs', 'latency bs=1 (ms)',
               'throughput img/s [bs]', 'reference', 'latency ÷ ref', 'throughput ÷ ref',
-              f'{MEMORY_HEADER}, bs=1', 'same, bs=N']
+              f'{memory_header}, bs=1', 'same, bs=N']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for c in cases:
         lat_r, thr_r = ratios[c.key]
@@ -42,15 +43,15 @@ def markdown_table(cases: List[Case]) -> str:
     return '\n'.join(lines)
 
 
-def write_csv(cases: List[Case], path: str, meta: Dict) -> None:
+def write_csv(cases: List[Case], path: str, meta: Dict, memory_column: str = 'peak_rss_mib') -> None:
     ratios = ratio_columns(cases)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['group', 'model', 'variant', 'height', 'width', 'params', 'flops',
                          'latency_ms_bs1', 'throughput_img_s', 'throughput_batch', 'reference',
-                         'latency_ratio', 'throughput_ratio', 'peak_rss_mib_bs1',
-                         'peak_rss_mib_bsN'] + sorted(meta))
+                         'latency_ratio', 'throughput_ratio', f'{memory_column}_bs1',
+                         f'{memory_column}_bsN'] + sorted(meta))
         for c in cases:
             writer.writerow([c.group, c.model, c.variant, c.size[0], c.size[1], c.params, c.flops,
                              f'{c.latency_ms:.4f}', f'{c.throughput:.3f}', c.batch, c.reference or '',

@@ -1,3 +1,4 @@
 from .atomic_checkpoint_hook import AtomicCheckpointHook
+from .skipped_images_hook import SkippedImagesHook
 
-__all__ = ['AtomicCheckpointHook']
+__all__ = ['AtomicCheckpointHook', 'SkippedImagesHook']

@@ -9,6 +9,7 @@ way, and only then deletes checkpoints that fell out of ``max_keep_ckpts``.
 """
 import os
 import os.path as osp
+import shutil
 
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
@@ -77,3 +78,5 @@ class AtomicCheckpointHook(CheckpointHook):
             path = osp.join(self.out_dir, self.filename_tmpl.format(old))
             if osp.isfile(path):
                 os.remove(path)
+            elif osp.isdir(path):  # strategies such as DeepSpeed save a directory
+                shutil.rmtree(path)

@@ -10,6 +10,7 @@ window (as the official detection code does) and batches the windows. ``switch_t
 folds every BatchNorm (and the identity of the depthwise residuals) into the convolutions.
 """
 import copy
+import weakref
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -28,6 +29,31 @@ from ..utils.checkpoint import is_deployed_state_dict, load_backbone_state_dict,
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'kernels', 'key_dims')
 # mmengine's names for its checkpoint initialiser; ours loads through the checked converter instead.
 PRETRAINED_TYPES = ('Pretrained', 'PretrainedInit')
+
+
+class TensorStamp:
+    """Which tensors, in which state: the key of a cache derived from them.
+
+    Version counters catch in-place updates (optimiser steps, ``load_state_dict``), storage pointers
+    catch ``.data`` swaps, and weak references tell tensor objects apart: a freed tensor's memory goes
+    to the next one of its size (the CUDA caching allocator does this all the time), so a replaced
+    parameter can show the old pointer and version. Not kept across pickling (never matches after).
+    """
+
+    def __init__(self, tensors: Sequence[torch.Tensor]):
+        self._refs = tuple(weakref.ref(t) for t in tensors)
+        self._state = self._state_of(tensors)
+
+    @staticmethod
+    def _state_of(tensors: Sequence[torch.Tensor]) -> tuple:
+        return tuple((t._version, t.data_ptr()) for t in tensors)
+
+    def matches(self, tensors: Sequence[torch.Tensor]) -> bool:
+        return (len(tensors) == len(self._refs) and all(r() is t for r, t in zip(self._refs, tensors))
+                and self._state == self._state_of(tensors))
+
+    def __getstate__(self) -> dict:
+        return {'_refs': (), '_state': ()}
 
 
 class Conv2dBN(nn.Module):
@@ -56,18 +82,17 @@ class Conv2dBN(nn.Module):
     def folded_weight_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Conv weight and bias with the eval-mode BatchNorm folded in.
 
-        Without autograd the result is cached, keyed on the version counters and storages of the
-        five source tensors, so any update (``load_state_dict``, optimiser steps) refreshes it.
+        Without autograd the result is cached, keyed on the five source tensors (:class:`TensorStamp`),
+        so any update (``load_state_dict``, optimiser steps, replaced tensors) refreshes it.
         """
         c, bn = self.c, self.bn
         sources = (c.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
         cacheable = not (torch.is_grad_enabled() and any(t.requires_grad for t in sources[:3]))
         # tensors created under inference_mode have no version counter: no cache for them
         if cacheable and not torch.jit.is_tracing() and not c.weight.is_inference():
-            key = tuple((t._version, t.data_ptr()) for t in sources)
-            if self._folded is None or self._folded[0] != key:
+            if self._folded is None or not self._folded[0].matches(sources):
                 with torch.no_grad():
-                    self._folded = (key, *self._fold(*sources, bn.eps))
+                    self._folded = (TensorStamp(sources), *self._fold(*sources, bn.eps))
             return self._folded[1], self._folded[2]
         return self._fold(*sources, bn.eps)
 
@@ -212,7 +237,7 @@ class CascadedGroupAttention(nn.Module):
             Conv2dBN(self.val_dim * num_heads, dim, bn_weight_init=0., deploy=deploy))
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size * window_size))
         self._index_cache: Dict[Tuple[int, int, torch.device], torch.Tensor] = {}
-        self._bias_cache: Dict[Tuple[int, int, torch.device], Tuple[tuple, torch.Tensor]] = {}
+        self._bias_cache: Dict[Tuple[int, int, torch.device], Tuple[TensorStamp, torch.Tensor]] = {}
 
     def _apply(self, fn, *args, **kwargs):
         self._index_cache, self._bias_cache = {}, {}
@@ -235,8 +260,8 @@ class CascadedGroupAttention(nn.Module):
     def attention_bias(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """(heads, N, N) bias for a ``height``×``width`` map; cached in eval mode.
 
-        The eval cache is keyed on the parameter's version counter and storage, so loading new
-        weights in eval mode never serves a stale table.
+        The eval cache is keyed on the parameter (:class:`TensorStamp`), so loading new weights in
+        eval mode never serves a stale table.
         """
         key = (height, width, device)
         index = self._index_cache.get(key)
@@ -247,16 +272,29 @@ class CascadedGroupAttention(nn.Module):
         if (self.training or needs_grad or torch.jit.is_tracing()
                 or self.attention_biases.is_inference()):
             return self.attention_biases[:, index]
-        version = (self.attention_biases._version, self.attention_biases.data_ptr())
+        source = (self.attention_biases, )
         cached = self._bias_cache.get(key)
-        if cached is None or cached[0] != version:
-            cached = (version, self.attention_biases.detach()[:, index])
+        if cached is None or not cached[0].matches(source):
+            cached = (TensorStamp(source), self.attention_biases.detach()[:, index])
             self._bias_cache[key] = cached
         return cached[1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Attend over each map of ``x`` (B, C, H, W) as one window.
+
+        ``valid`` (window_size × window_size bool, only for window-sized ``x``) marks the tokens
+        that exist; the others are padding that must not count: their keys get no weight and
+        their queries enter the depthwise conv as zeros, so the valid outputs equal attention
+        over the valid region alone (see :meth:`LocalWindowAttention.forward`).
+        """
         B, _, H, W = x.shape
-        bias = self.attention_bias(H, W, x.device)
+        if valid is None:
+            bias, query_mask = self.attention_bias(H, W, x.device), None
+        else:
+            ws = self.window_size  # window-sized maps: a constant index, not one per traced size
+            bias = self.attention_bias(ws, ws, x.device).masked_fill(
+                ~valid.reshape(1, 1, ws * ws), float('-inf'))
+            query_mask = valid.to(x.dtype)
         feats_in = x.chunk(self.num_heads, dim=1)
         feats_out = []
         feat = feats_in[0]
@@ -264,6 +302,8 @@ class CascadedGroupAttention(nn.Module):
             if i > 0:
                 feat = feat + feats_in[i]
             q, k, v = self.qkvs[i](feat).split([self.key_dim, self.key_dim, self.val_dim], dim=1)
+            if query_mask is not None:
+                q = q * query_mask
             q = self.dws[i](q).flatten(2)
             # scale·qᵀk + bias in one GEMM, as softmax((qᵀk)·scale + bias) of the official code
             attn = torch.baddbmm(bias[i], q.transpose(1, 2), k.flatten(2), alpha=self.scale)
@@ -282,6 +322,11 @@ class LocalWindowAttention(nn.Module):
     of the window, split into windows that go into the batch dimension, attended and cropped.
     A map that fits in one window attends over itself (the official code only allows exactly
     window-sized maps here; smaller ones use the bias entries of their real offsets).
+
+    While tracing (ONNX export) the choice between the two cannot be a Python branch, or the
+    graph would keep the one taken at export time. The traced graph always pads and splits; for a
+    map that fits in one window (a condition computed in the graph) it pads to exactly one window
+    and masks the padding out of the attention (``valid``), which gives the unpadded result.
     """
 
     def __init__(self, dim: int, key_dim: int, num_heads: int, window_size: int,
@@ -293,15 +338,21 @@ class LocalWindowAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         ws = self.window_size
-        if H <= ws and W <= ws:
+        tracing = torch.jit.is_tracing()
+        if not tracing and H <= ws and W <= ws:
             return self.attn(x)
+        valid = None
+        if tracing:  # sizes are graph values here: choose the regime in the graph
+            fits = (H <= ws) & (W <= ws)
+            coords = torch.arange(ws, device=x.device)
+            valid = ((coords[:, None] < H) & (coords[None, :] < W)) | ~fits
         pad_b, pad_r = (-H) % ws, (-W) % ws
         x = x.permute(0, 2, 3, 1)  # B, H, W, C: free for the channels-last maps of the backbone
-        if pad_b or pad_r or torch.jit.is_tracing():  # traced: keep the pad op for any size
+        if pad_b or pad_r or tracing:  # traced: keep the pad op for any size
             x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         nh, nw = (H + pad_b) // ws, (W + pad_r) // ws
         x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3).reshape(B * nh * nw, ws, ws, C)
-        x = self.attn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = self.attn(x.permute(0, 3, 1, 2), valid).permute(0, 2, 3, 1)
         x = x.reshape(B, nh, nw, ws, ws, C).transpose(2, 3).reshape(B, nh * ws, nw * ws, C)
         return x[:, :H, :W].permute(0, 3, 1, 2)
 

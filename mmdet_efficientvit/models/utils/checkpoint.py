@@ -15,6 +15,7 @@ backbone weight at its random init raises with the mismatching keys and the arch
 looks like.
 """
 import os
+import pickle
 import re
 import urllib.error
 from collections import Counter
@@ -34,8 +35,39 @@ TIMM_HUB_PREFIX = 'timm/'
 
 
 def _short(err: BaseException) -> str:
+    """``Type: first sentence`` of an error (torch's multi-line advice stays out)."""
     lines = str(err).strip().splitlines()
-    return f'{type(err).__name__}: {lines[0] if lines else ""}'
+    first = lines[0].split('. ')[0].rstrip('.') if lines else ''
+    return f'{type(err).__name__}: {first}' if first else type(err).__name__
+
+
+# What torch's weights_only unpickler says about a global it refuses ("... GLOBAL builtins.print was
+# not an allowed global ...", possibly inside its longer "Weights only load failed" message).
+_REFUSED_GLOBAL = re.compile(r'GLOBAL ([\w.]+) was not an allowed global')
+
+
+def _unreadable(source: str, path: str, err: BaseException) -> CheckpointError:
+    """The one-line reason ``torch.load`` (weights_only) could not read ``path``.
+
+    Two cases: the file holds Python objects that safe loading refuses to build (torch names the
+    global; our allow-list's own refusals are UnpicklingErrors too), or it is no complete PyTorch file
+    at all (garbage, empty, truncated download). Neither is fixed by loading unsafely, so the message
+    never suggests ``weights_only=False``.
+    """
+    text = f'{err}\n{err.__context__ or ""}'
+    refused = _REFUSED_GLOBAL.search(text)
+    if refused or 'refusing getattr' in text:
+        what = f'global {refused.group(1)}' if refused else text.split('refusing ')[1].split(' while')[0]
+        return CheckpointError(
+            f'{source} contains Python objects that safe loading refuses ({what}). Checkpoints are read '
+            'with torch.load(weights_only=True), which never runs code from a file; use a checkpoint '
+            'written by mmengine/mmdet training or a torch.save() of tensors (a state_dict)')
+    size = os.path.getsize(path)
+    detail = ('an empty file' if size == 0 else
+              'no pickle that torch reads' if isinstance(err, pickle.UnpicklingError) else _short(err))
+    return CheckpointError(
+        f'{source} is not a readable checkpoint: not a PyTorch or safetensors file, or a truncated one '
+        f'({size} bytes, {detail}). Check the path, or download / copy the file again')
 
 
 def _download(url: str) -> str:
@@ -97,8 +129,8 @@ def read_checkpoint(source: str) -> dict:
             checkpoint = load_file(path, device='cpu')
         else:
             checkpoint = torch.load(path, map_location='cpu')
-    except Exception as err:
-        raise CheckpointError(f'{source} is not a readable checkpoint ({_short(err)})') from None
+    except Exception as err:  # torch/safetensors raise many types for a bad file
+        raise _unreadable(source, path, err) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{source} is not a checkpoint: it holds a {type(checkpoint).__name__}, '
                               f'not a dict of tensors')
@@ -236,6 +268,38 @@ def _listing(title: str, items: List[str], limit: int = 8) -> str:
     return f'{len(items)} {title}: {", ".join(items[:limit])}{more}'
 
 
+def model_state_dict(checkpoint: dict) -> StateDict:
+    """The tensors a model loads from ``checkpoint``, as mmengine's ``load_checkpoint`` takes them
+    (``state_dict`` if present, a ``module.`` prefix of DDP dropped)."""
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    if state_dict and all(k.startswith('module.') for k in state_dict):
+        state_dict = _strip(state_dict, 'module.')
+    return state_dict
+
+
+def explain_detector_mismatch(model: nn.Module, state_dict: StateDict, arch_zoo: Dict[str, dict],
+                              limit: int = 3) -> str:
+    """A few lines on why ``state_dict`` does not fit ``model`` (a detector): counts of missing,
+    unexpected and mis-shaped keys with a few examples each, and the arch of both backbones."""
+    target = model.state_dict()
+    missing = [k for k in target if k not in state_dict and not k.endswith('num_batches_tracked')]
+    # the official bias-index buffers are checked by the backbone itself (EfficientViT accepts them)
+    unexpected = [k for k in state_dict if k not in target and not k.endswith('attention_bias_idxs')]
+    misshaped = [f'{k} {tuple(v.shape)} vs {tuple(target[k].shape)}' for k, v in state_dict.items()
+                 if k in target and v.shape != target[k].shape]
+    problems = [_listing(title, items, limit) for title, items in
+                (('mis-shaped keys (checkpoint vs model)', misshaped), ('missing keys', missing),
+                 ('unexpected keys', unexpected)) if items]
+    archs = ''
+    if any(k.startswith('backbone.') for k in state_dict):
+        found = describe_arch(_strip(state_dict, 'backbone.'), arch_zoo)
+        wanted = describe_arch(_strip(target, 'backbone.'), arch_zoo)
+        if found != wanted:
+            archs = f'the checkpoint\'s backbone looks like {found}, the config builds {wanted}. '
+    return archs + '; '.join(problems) + '.'
+
+
 def load_state_dict_checked(model: nn.Module, state_dict: StateDict, source: str,
                             arch_zoo: Dict[str, dict], arch_name: str) -> None:
     """Resize bias tables, then load strictly; raise with a diagnosis if anything mismatches."""
@@ -245,7 +309,9 @@ def load_state_dict_checked(model: nn.Module, state_dict: StateDict, source: str
         print_log(f'EfficientViT checkpoint {source}: resized {n} attention_biases tables from '
                   f'{old}x{old} to {new}x{new} windows (bicubic)', logger='current')
     for key in target:  # safetensors exports often omit BN's counters, which inference never reads
-        if key.endswith('num_batches_tracked') and key not in state_dict:
+        bn = key[:-len('num_batches_tracked')]
+        if (key.endswith('num_batches_tracked') and key not in state_dict
+                and bn + 'running_mean' in state_dict):
             state_dict[key] = target[key]
     missing = [k for k in target if k not in state_dict]
     unexpected = [k for k in state_dict if k not in target]

@@ -1,0 +1,3 @@
+from .loading import LoadImageFromFileOrSkip, SkipRecord
+
+__all__ = ['LoadImageFromFileOrSkip', 'SkipRecord']
