@@ -15,11 +15,8 @@ from setuptools.command.build_py import build_py
 
 ROOT = osp.dirname(osp.abspath(__file__))
 PACKAGE = 'mmdet_efficientvit'
-# Shipped under <package>/.mim/, each when present in the repository.
+# Shipped under <package>/.mim/ (mmengine reads model-index.yml, then configs/<path>).
 MIM_FILES = ('configs', 'tools', 'model-index.yml')
-# mmengine reads .mim/model-index.yml before it falls back to .mim/configs/<path> for a
-# ``mmdet_efficientvit::<path>`` config: without the repository's, an index of no models.
-EMPTY_MODEL_INDEX = 'Import: []\n'
 
 
 def version_info() -> dict:
@@ -44,11 +41,6 @@ class BuildPyWithMim(build_py):
                 os.remove(dst)
             elif osp.isdir(dst):
                 shutil.rmtree(dst)
-            if not osp.exists(src):
-                if name == 'model-index.yml':
-                    with open(dst, 'w') as f:
-                        f.write(EMPTY_MODEL_INDEX)
-                continue
             if editable:
                 os.symlink(osp.relpath(src, mim), dst)
             elif osp.isdir(src):
@@ -65,7 +57,8 @@ setup(
     packages=find_packages(include=[PACKAGE, f'{PACKAGE}.*']),
     cmdclass={'build_py': BuildPyWithMim},
     entry_points={'console_scripts': [f'mmdet-efficientvit={PACKAGE}.commands:main']},
-    python_requires='>=3.9',
+    license='Apache-2.0',
+    python_requires='>=3.10',
     install_requires=[info['requirement'](name) for name, _, _ in info['SUPPORTED']] + [
         'timm>=1.0.15',
         'safetensors',

@@ -23,6 +23,7 @@ COMMANDS = {
     'test': 'test.py',
     'demo': 'demo.py',
     'export-onnx': 'deployment/export_onnx.py',
+    'onnx-inference': 'deployment/onnx_inference.py',
     'benchmark': 'analysis_tools/benchmark.py',
     'get-flops': 'analysis_tools/get_flops.py',
     'plot-curve': 'analysis_tools/plot_curve.py',

@@ -1,5 +1,4 @@
 """The demo config, tools/demo.py (pictures with boxes) and the curve plotting tool."""
-import importlib.util
 import json
 import os.path as osp
 
@@ -11,17 +10,9 @@ from mmengine.config import Config
 
 from mmdet_efficientvit.datasets.demo_shapes import DEMO_SHAPES_CLASSES, generate_demo_shapes
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'retinanet_evit_demo_shapes.py')
+from _data import CONFIGS, load_tool
 
-
-def _load_tool(relpath: str):
-    """Import a script under tools/ as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(osp.basename(relpath)[:-3],
-                                                  osp.join(REPO, relpath))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+DEMO_CONFIG = str(CONFIGS / 'demo' / 'retinanet_evit_demo_shapes.py')
 
 
 @pytest.fixture(scope='module')
@@ -56,7 +47,7 @@ def test_demo_tool_writes_pictures(demo_model, tmp_path):
     ckpt = str(tmp_path / 'random_init.pth')
     torch.save(dict(state_dict=model.state_dict(),
                     meta=dict(dataset_meta=dict(classes=DEMO_SHAPES_CLASSES))), ckpt)
-    demo = _load_tool('tools/demo.py')
+    demo = load_tool('demo.py')
 
     drawn = demo.main([data['val_img_dir'], DEMO_CONFIG, ckpt, '--out-dir',
                        str(tmp_path / 'drawn'), '--score-thr', '0.0', '--device', 'cpu',
@@ -82,7 +73,7 @@ def test_demo_tool_draws_a_two_stage_detector(tmp_path):
     checkpoint in mmengine's format, drawn at the input's size."""
     from mmdet.datasets import CocoDataset
     from mmdet.registry import MODELS
-    config = osp.join(REPO, 'configs', 'mask_rcnn_evit_m0_fpn_1x_coco.py')
+    config = str(CONFIGS / 'mask_rcnn_evit_m0_fpn_1x_coco.py')
     cfg = Config.fromfile(config)
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
@@ -91,7 +82,7 @@ def test_demo_tool_draws_a_two_stage_detector(tmp_path):
                     state_dict=MODELS.build(cfg.model).state_dict()), ckpt)
     data = generate_demo_shapes(str(tmp_path / 'shapes'), 1, 1, (120, 90), seed=0)
     image = osp.join(data['val_img_dir'], '000000.jpg')
-    demo = _load_tool('tools/demo.py')
+    demo = load_tool('demo.py')
     drawn, = demo.main([image, config, ckpt, '--out-dir', str(tmp_path / 'drawn'), '--score-thr', '0',
                         '--cfg-options', 'model.backbone.init_cfg=None',
                         'model.test_cfg.rcnn.score_thr=0.0', 'model.test_cfg.rcnn.max_per_img=5',
@@ -104,7 +95,7 @@ def test_demo_tool_draws_a_two_stage_detector(tmp_path):
 def test_drawing_keeps_one_box_per_object_and_leaves_the_prediction_alone():
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
-    demo = _load_tool('tools/demo.py')
+    demo = load_tool('demo.py')
     pred = DetDataSample(pred_instances=InstanceData(
         bboxes=torch.tensor([[10., 10, 50, 50], [11, 10, 50, 51], [60, 60, 90, 90], [0, 0, 5, 5]]),
         scores=torch.tensor([0.9, 0.8, 0.7, 0.2]), labels=torch.tensor([0, 2, 1, 3])))
@@ -115,7 +106,7 @@ def test_drawing_keeps_one_box_per_object_and_leaves_the_prediction_alone():
 
 
 def test_plot_curve(tmp_path):
-    plot = _load_tool('tools/analysis_tools/plot_curve.py')
+    plot = load_tool('analysis_tools/plot_curve.py')
     scalars = tmp_path / 'run' / '20261128_000000' / 'vis_data' / 'scalars.json'
     scalars.parent.mkdir(parents=True)
     lines = [dict(lr=1e-3, loss=2.0 / (i + 1), loss_cls=1.0 / (i + 1), iter=i * 10, step=i * 10)

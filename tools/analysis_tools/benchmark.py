@@ -31,7 +31,7 @@ from ``torch.cuda.max_memory_allocated`` (none on the CPU), cudnn autotuning on.
 
 Example (the README's run)::
 
-    python tools/analysis_tools/benchmark.py --channels-last --out docs/benchmark.csv --plot docs/speed.png
+    python tools/analysis_tools/benchmark.py --threads 1 --channels-last --out docs/results/benchmark_1thread.csv --plot docs/results/speed_1thread.png
     python tools/analysis_tools/benchmark.py --groups backbone --archs m0 --repeats 3  # quick
     python tools/analysis_tools/benchmark.py --device cuda --channels-last --compile \
         --detectors evit-m4 r50 --det-batch-size 8 --out work_dirs/benchmark/cuda.csv  # GPU protocol
@@ -91,7 +91,7 @@ def parse_args(argv=None):
                         help='device protocol: backbone throughput batches (the paper: 256, 2048)')
     parser.add_argument('--out', default='work_dirs/benchmark/benchmark.csv',
                         help='CSV path; the markdown table goes next to it (.md)')
-    parser.add_argument('--plot', help='PNG path for latency vs FLOPs (e.g. docs/speed.png)')
+    parser.add_argument('--plot', help='PNG path for latency vs FLOPs (e.g. docs/results/speed_1thread.png)')
     args = parser.parse_args(argv)
     if args.device is not None:
         check_device_args(parser, args, sys.argv[1:] if argv is None else argv)

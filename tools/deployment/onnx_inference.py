@@ -44,8 +44,12 @@ class UserError(Exception):
 
 
 # ------------------------------------------------------------------------------------ the model
-def load_model(path: str, threads: int = 0, provider: str = 'CPUExecutionProvider'):
-    """An onnxruntime session for ``path`` and the deployment metadata stored in it."""
+def load_model(path: str, threads: int = 0, provider: str = 'CPUExecutionProvider',
+               profile_prefix: Optional[str] = None):
+    """An onnxruntime session for ``path`` and the deployment metadata stored in it.
+
+    With ``profile_prefix``, onnxruntime's profiler records every node run (:func:`profile_summary`).
+    """
     import onnxruntime as ort
     if not os.path.isfile(path):
         raise UserError(f'{path} not found: pass the .onnx written by export_onnx.py --end2end')
@@ -57,6 +61,9 @@ def load_model(path: str, threads: int = 0, provider: str = 'CPUExecutionProvide
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     try:
         session = ort.InferenceSession(path, options, providers=[provider])
     except Exception as err:  # onnxruntime raises its own exception types
@@ -178,6 +185,19 @@ def detect(session, meta: Dict, paths: Sequence[str], batch_size: int = 1,
             yield path, img, to_image(dets[i], labels[i], inputs[i][1], img.shape[:2]), seconds
 
 
+def profile_summary(session) -> List[Tuple[str, float]]:
+    """Stop onnxruntime's profiler; (operator type, share of the node time) pairs, largest first."""
+    with open(session.end_profiling()) as f:
+        events = json.load(f)
+    by_op: Dict[str, float] = {}
+    for event in events:
+        if event.get('cat') == 'Node' and event['name'].endswith('_kernel_time'):
+            op = event['args']['op_name']
+            by_op[op] = by_op.get(op, 0.) + event['dur']
+    total = sum(by_op.values()) or 1.
+    return sorted(((op, t / total) for op, t in by_op.items()), key=lambda x: -x[1])
+
+
 def coco_records(image_id: int, result: Dict[str, np.ndarray], cat_ids: Sequence[int]) -> List[Dict]:
     """COCO result records of one image (``CocoMetric.results2json``: xywh boxes)."""
     records = []
@@ -268,6 +288,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='onnxruntime execution provider')
     parser.add_argument('--batch-size', type=int, default=1, help='images per onnxruntime run')
     parser.add_argument('--overwrite', action='store_true', help='replace files already in --out-dir')
+    parser.add_argument('--profile', action='store_true',
+                        help="onnxruntime's profiler: print each operator type's share of the run "
+                        'time (the trace goes to --out-dir)')
     return parser.parse_args(argv)
 
 
@@ -275,7 +298,10 @@ def run(args: argparse.Namespace) -> Optional[np.ndarray]:
     """The command line tool; returns the COCO stats with ``--eval``."""
     if args.batch_size < 1:
         raise UserError(f'--batch-size must be at least 1, got {args.batch_size}')
-    session, meta = load_model(args.model, args.threads, args.provider)
+    if args.profile:
+        os.makedirs(args.out_dir, exist_ok=True)
+    session, meta = load_model(args.model, args.threads, args.provider,
+                               os.path.join(args.out_dir, 'ort_profile') if args.profile else None)
     classes = meta['classes']
     if args.eval:
         if not os.path.isdir(args.source):
@@ -321,6 +347,9 @@ def run(args: argparse.Namespace) -> Optional[np.ndarray]:
           + (f'; skipped {len(skipped)} unreadable' if skipped else ''))
     if not args.no_vis:
         print(f'pictures in {args.out_dir}/')
+    if args.profile:
+        print('onnxruntime node time by operator: ' + ', '.join(
+            f'{op} {100 * share:.1f}%' for op, share in profile_summary(session) if share >= 0.005))
     if not args.eval:
         return None
     os.makedirs(args.out_dir, exist_ok=True)

@@ -129,34 +129,41 @@ def timm_and_ours(arch: str, seed: int) -> Tuple[nn.Module, nn.Module]:
     return Backbone(ref).eval(), Backbone(ours).eval()
 
 
+def _window(size: Tuple[int, int]) -> Tuple[int, int, int]:
+    """Classification windows at 224 (as the paper measures), the detection windows elsewhere."""
+    return CLS_WINDOW_SIZE if size == (224, 224) else (7, 7, 7)
+
+
+def _same_weight_backbones(arch: str, size: Tuple[int, int], seed: int) -> Tuple[Dict, Dict]:
+    """timm's model, ours and ours deployed, carrying the same weights, and their complexity at
+    ``size``: two dicts keyed ``'timm'``, ``'ours unfused'``, ``'ours deployed'``."""
+    ref, ours = timm_and_ours(arch, seed)
+    models = {'timm': ref, 'ours unfused': ours, 'ours deployed': deploy_model(copy.deepcopy(ours))}
+    img = torch.randn(1, 3, *size)
+    return models, {label: complexity(model, img) for label, model in models.items()}
+
+
 def backbone_cases(archs: List[str], size: str, batch: int, seed: int, channels_last: bool = False,
                    compile: bool = False) -> List[List[Case]]:
     """Per arch: timm, ours unfused, ours deployed (+ channels_last / torch.compile), same weights."""
     size = parse_size(size)
-    window = CLS_WINDOW_SIZE if size == (224, 224) else (7, 7, 7)
     groups = []
     for arch in archs:
-        ref, ours = timm_and_ours(arch, seed)
-        deployed = deploy_model(copy.deepcopy(ours))
-        spec = dict(kind='evit', arch=arch, window_size=list(window))
-        img = torch.randn(1, 3, *size)
-        unfused_stats, deployed_stats = complexity(ours, img), complexity(deployed, img)
+        models, stats = _same_weight_backbones(arch, size, seed)
+        spec = dict(kind='evit', arch=arch, window_size=list(_window(size)))
         name = f'EfficientViT-{arch.upper()}'
-        cases = [
-            Case('backbone', name, 'timm (unfused)', size, dict(kind='timm', arch=arch), ref, batch,
-                 unfused_stats['params'], complexity(ref, img)['flops']),
-            Case('backbone', name, 'ours unfused', size, spec, ours, batch,
-                 unfused_stats['params'], unfused_stats['flops']),
-            Case('backbone', name, 'ours deployed', size, dict(spec, deploy=True), deployed, batch,
-                 deployed_stats['params'], deployed_stats['flops']),
-        ]
+        specs = {'timm': dict(kind='timm', arch=arch), 'ours unfused': spec,
+                 'ours deployed': dict(spec, deploy=True)}
+        cases = [Case('backbone', name, 'timm (unfused)' if label == 'timm' else label, size,
+                      specs[label], model, batch, stats[label]['params'], stats[label]['flops'])
+                 for label, model in models.items()]
         for flag, label, wanted in (('channels_last', 'channels_last', channels_last),
                                     ('compile', 'torch.compile', compile)):
             if wanted:
                 s = dict(spec, deploy=True, **{flag: True})
                 cases.append(Case('backbone', name, f'ours deployed + {label}', size, s,
-                                  finish_runner(copy.deepcopy(deployed), s), batch,
-                                  deployed_stats['params'], deployed_stats['flops']))
+                                  finish_runner(copy.deepcopy(models['ours deployed']), s), batch,
+                                  stats['ours deployed']['params'], stats['ours deployed']['flops']))
         for c in cases:
             c.reference = case_key('backbone', name, 'timm (unfused)')
         groups.append(cases)
@@ -275,17 +282,12 @@ def device_backbone_cases(archs: List[str], size: str, batches: List[int], seed:
     At 224 with batches 256 and 2048 and AMP this is the paper's GPU throughput protocol.
     """
     size = parse_size(size)
-    window = CLS_WINDOW_SIZE if size == (224, 224) else (7, 7, 7)
+    window = _window(size)
     groups = []
     for arch in archs:
-        ref, ours = timm_and_ours(arch, seed)
-        deployed = deploy_model(copy.deepcopy(ours))
-        img = torch.randn(1, 3, *size)
-        stats = {'timm': complexity(ref, img), 'ours unfused': complexity(ours, img),
-                 'ours deployed': complexity(deployed, img)}
-        models = [('timm', ref, {}, 'timm'), ('ours unfused', ours, {}, 'ours unfused'),
-                  ('ours deployed', deployed, {}, 'ours deployed')]
-        models += [(f'ours deployed{suffix}', deployed, flags, 'ours deployed')
+        same_weights, stats = _same_weight_backbones(arch, size, seed)
+        models = [(label, model, {}, label) for label, model in same_weights.items()]
+        models += [(f'ours deployed{suffix}', same_weights['ours deployed'], flags, 'ours deployed')
                    for suffix, flags in _variants(channels_last, compile)]
         name = f'EfficientViT-{arch.upper()}'
         runners = {(label, p): device_runner(copy.deepcopy(model), device, p, **flags)
