@@ -91,7 +91,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+        name = args.config.split('::')[-1]  # a shipped config's name: its file name only
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(name))[0])
     return cfg
 
 

@@ -8,6 +8,7 @@ of the code under test: mmdet's own ``predict`` / ``inference_detector``, ``grid
 ``CocoMetric``.
 """
 import json
+import re
 import os
 import subprocess
 import sys
@@ -177,7 +178,7 @@ def mmdet_predictions(setup, paths):
     return out
 
 
-def test_onnx_inference_matches_mmdet_pipeline_and_coco_metric(setup, inference, tmp_path):
+def test_onnx_inference_matches_mmdet_pipeline_and_coco_metric(setup, inference, tmp_path, capsys):
     """On images (not tensors) the tool gives mmdet's detections in original pixels, and its
     pycocotools mAP equals mmdet's CocoMetric on the same predictions.
 
@@ -209,9 +210,12 @@ def test_onnx_inference_matches_mmdet_pipeline_and_coco_metric(setup, inference,
     gt_file.write_text(json.dumps(dict(ann, annotations=gt)))
     out = tmp_path / 'out'
     stats = inference.main([setup['onnx'], val['val_img_dir'], '--eval', str(gt_file),
-                            '--out-dir', str(out), '--threads', '1'])
+                            '--out-dir', str(out), '--threads', '1', '--profile'])
     assert stats[0] > 0.95
     assert len(list(out.glob('*.png'))) == NUM_VAL
+    line = re.search(r'onnxruntime node time by operator: (.*)', capsys.readouterr().out).group(1)
+    shares = {op: float(pct) for op, pct in re.findall(r'(\w+) (\d+\.\d)%', line)}
+    assert shares['Conv'] > 5 and 'TopK' in shares and sum(shares.values()) <= 100.1
 
     records = json.load(open(out / 'results.bbox.json'))
     metric = CocoMetric(ann_file=str(gt_file), metric='bbox')

@@ -75,6 +75,7 @@ def test_get_flops_tool(capsys):
         get_flops.main(['m9'])
 
 
+@pytest.mark.slow
 def test_benchmark_tool_quick_run(tmp_path):
     """One arch, one repeat: timing, ratios, CSV/markdown/PNG; then the
     fresh-process memory measurement once."""
