@@ -5,8 +5,8 @@ import argparse
 import gc
 import json
 import os
-import re
 import os.path as osp
+import re
 import sys
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence
