@@ -1,7 +1,8 @@
-# The README's two commands: `make demo` (the main job on built-in data) and `make test`.
+# The README's two commands: `make demo` (the main job on built-in data) and `make test`;
+# `make demo-realtime` is the real-time detector's demo (tools/run_demo.sh, DEMO=realtime).
 PY := .venv/bin/python
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo demo-realtime clean
 
 setup:
 	@bash tools/setup_env.sh
@@ -11,6 +12,9 @@ test: setup
 
 demo: setup
 	@bash tools/run_demo.sh
+
+demo-realtime: setup
+	@DEMO=realtime bash tools/run_demo.sh
 
 clean:
 	rm -rf work_dirs outputs data/demo_shapes

@@ -136,7 +136,7 @@ def test_metadata(setup):
     meta = read_metadata(setup['onnx'])
     pre = json.loads(meta['preprocess'])
     assert pre == dict(scale=list(SCALE), keep_ratio=True, interpolation='bilinear',
-                       mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                       image_pad=None, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
                        bgr_to_rgb=True, pad_size_divisor=32, pad_value=0.0)
     assert json.loads(meta['classes']) == list(DEMO_SHAPES_CLASSES)
     assert json.loads(meta['test_cfg'])['max_per_img'] == 20

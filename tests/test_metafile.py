@@ -23,10 +23,13 @@ def test_model_index_imports_the_metafile():
 
 
 def test_every_detector_config_is_listed_once():
-    configs = sorted(p.stem for p in CONFIGS.glob('*_evit_m*_fpn_1x_coco.py'))
-    assert len(configs) == 12 and sorted(MODELS) == configs
+    one_x = sorted(p.stem for p in CONFIGS.glob('*_evit_m*_fpn_1x_coco.py'))
+    realtime = sorted(p.stem for p in CONFIGS.glob('rtmdet_evit_m*_8xb32-300e_coco.py'))
+    assert len(one_x) == 12 and len(realtime) == 6 and sorted(MODELS) == sorted(one_x + realtime)
+    assert [c['Name'] for c in METAFILE['Collections']] == ['EfficientViT', 'EfficientViT-RTMDet']
     for name, model in MODELS.items():
-        assert model['Config'] == f'configs/{name}.py' and model['In Collection'] == 'EfficientViT'
+        collection = 'EfficientViT-RTMDet' if name in realtime else 'EfficientViT'
+        assert model['Config'] == f'configs/{name}.py' and model['In Collection'] == collection
 
 
 @pytest.mark.parametrize('name', sorted(MODELS))
@@ -34,7 +37,7 @@ def test_entry_matches_config_and_model_zoo(name):
     model = MODELS[name]
     cfg = load_config(str(REPO / model['Config']))
     meta = model['Metadata']
-    assert meta['Epochs'] == cfg.train_cfg.max_epochs == 12
+    assert meta['Epochs'] == cfg.train_cfg.max_epochs == (300 if name.startswith('rtmdet') else 12)
     assert meta['Backbone Weights'] == resolve(imagenet_checkpoint(cfg.model.backbone.arch))
     detector = build_detector(cfg)
     assert meta['Parameters'] == sum(p.numel() for p in detector.parameters())
@@ -46,8 +49,11 @@ def test_entry_matches_config_and_model_zoo(name):
         assert {r['Task']: r['Metrics'] for r in model['Results']} == release['results']
 
 
-def test_flops_are_recounted():
-    name = 'retinanet_evit_m0_fpn_1x_coco'
-    stats = detector_complexity(load_config(str(CONFIGS / f'{name}.py')), (800, 1333))
+@pytest.mark.parametrize('name, size, written', [
+    ('retinanet_evit_m0_fpn_1x_coco', (800, 1333), '1344x800'),
+    ('rtmdet_evit_m0_8xb32-300e_coco', (640, 640), '640x640'),
+])
+def test_flops_are_recounted(name, size, written):
+    stats = detector_complexity(load_config(str(CONFIGS / f'{name}.py')), size)
     assert MODELS[name]['Metadata']['FLOPs'] == stats['flops']
-    assert MODELS[name]['Metadata']['Input Size'] == '1344x800'
+    assert MODELS[name]['Metadata']['Input Size'] == written

@@ -1,11 +1,12 @@
-"""EfficientViTFPN: output strides and channels, the official parameter layout, mmdet FPN parity."""
+"""EfficientViTFPN: output strides and channels, the official parameter layout, mmdet FPN parity; the
+RTMDet stride bridges (EfficientViTFPN with three outputs, EfficientViTPAFPN)."""
 import pytest
 import torch
 from mmdet.models.necks import FPN
 from mmdet.registry import MODELS
 
 import mmdet_efficientvit  # noqa: F401  (registers EfficientViTFPN)
-from mmdet_efficientvit.models.necks import EfficientViTFPN
+from mmdet_efficientvit.models.necks import EfficientViTFPN, EfficientViTPAFPN
 
 from _data import official_neck_shapes
 
@@ -21,6 +22,13 @@ def backbone_maps(channels=M4_CHANNELS, size=(96, 128)):
         s = 16 * 2**level
         maps.append(torch.randn(2, c, -(-h // s), -(-w // s)))
     return tuple(maps)
+
+
+def level_size(h: int, w: int, stride: int):
+    """A level's map size: strided convs round up; a transposed-conv level doubles stride 16's."""
+    if stride < 16:
+        return tuple(2 * level for level in level_size(h, w, 2 * stride))
+    return -(-h // stride), -(-w // stride)
 
 
 RETINANET = dict(in_channels=M4_CHANNELS, out_channels=OUT, start_level=0, add_extra_convs='on_input',
@@ -90,5 +98,52 @@ def test_extra_levels_follow_official_arithmetic():
 
 
 def test_bad_num_outs_is_explained():
-    with pytest.raises(ValueError, match='num_extra_trans_convs'):
-        EfficientViTFPN(M4_CHANNELS, OUT, num_outs=3, num_extra_trans_convs=1)
+    with pytest.raises(ValueError, match='num_outs=1 must exceed num_extra_trans_convs=1'):
+        EfficientViTFPN(M4_CHANNELS, OUT, num_outs=1, num_extra_trans_convs=1)
+    with pytest.raises(ValueError, match="add_extra_convs='on_input' adds levels above"):
+        EfficientViTFPN(M4_CHANNELS, OUT, num_outs=3, num_extra_trans_convs=1,
+                        add_extra_convs='on_input')
+
+
+def test_rtmdet_bridge_drops_the_coarsest_output_but_uses_its_map():
+    """num_outs=3 with one transposed-conv level: strides 8/16/32 (RTMDet's); the stride-64 map has
+    no output conv of its own but still enters the top-down sum; the other levels are unchanged."""
+    bridge = EfficientViTFPN(M4_CHANNELS, OUT, num_outs=3, num_extra_trans_convs=1)
+    full = EfficientViTFPN(M4_CHANNELS, OUT, num_outs=4, num_extra_trans_convs=1)
+    assert len(bridge.fpn_convs) == 2 and len(full.fpn_convs) == 3
+    full.init_weights()
+    missing, unexpected = bridge.load_state_dict(full.state_dict(), strict=False)
+    assert not missing and unexpected == ['fpn_convs.2.conv.weight', 'fpn_convs.2.conv.bias']
+    h, w = 100, 140  # not a multiple of 64: size-matched upsampling
+    x = backbone_maps(size=(h, w))
+    outs = bridge(x)
+    assert [tuple(o.shape) for o in outs] == [(2, OUT, *level_size(h, w, s)) for s in (8, 16, 32)]
+    for a, b in zip(outs, full(x)[:3], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    changed = (x[0], x[1], torch.randn_like(x[2]))
+    assert not torch.allclose(bridge(changed)[1], outs[1])  # the stride-64 map matters
+
+
+@pytest.mark.parametrize('size', [(128, 128), (333, 491)])
+def test_pafpn_bridge_strides_and_every_parameter_used(size):
+    """EfficientViTPAFPN: a transposed-conv stride-8 map, CSPNeXt top-down over four maps and
+    bottom-up over the three outputs; odd image sizes give the maps a strided conv would."""
+    neck = MODELS.build(dict(type='EfficientViTPAFPN', in_channels=M4_CHANNELS, out_channels=OUT,
+                             num_csp_blocks=1))
+    assert isinstance(neck, EfficientViTPAFPN)
+    h, w = size
+    x = backbone_maps(size=size)
+    outs = neck(x)
+    assert [tuple(o.shape) for o in outs] == [(2, OUT, *level_size(h, w, s)) for s in (8, 16, 32)]
+    sum(o.sum() for o in outs).backward()
+    assert all(p.grad is not None for p in neck.parameters())  # nothing built that is not used
+    changed = (x[0], x[1], torch.randn_like(x[2]))
+    assert not torch.allclose(neck(changed)[0], outs[0])  # the stride-64 map reaches stride 8
+
+
+def test_pafpn_bridge_refuses_other_inputs():
+    with pytest.raises(ValueError, match='takes the 3 backbone maps'):
+        EfficientViTPAFPN([128, 256], OUT)
+    neck = EfficientViTPAFPN(M4_CHANNELS, OUT)
+    with pytest.raises(ValueError, match='expects 3 feature maps'):
+        neck(backbone_maps()[:2])

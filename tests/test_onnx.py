@@ -1,4 +1,5 @@
-"""Deploy (BN folding) parity and ONNX export parity of the backbone and the detector.
+"""Deploy (BN folding, shared convs untied) parity and ONNX export parity of the backbone and the
+detector.
 
 The exported graphs must match PyTorch within 1e-4 at input sizes whose attention windows need
 different padding and window counts, and at sizes whose stage maps fit in one window (attended whole
@@ -56,6 +57,26 @@ def test_deploy_parity_backbone_and_detector(backbone):
         assert max_diff(raw(x), before) < 1e-4
 
 
+def test_deploy_unties_shared_convs():
+    """RTMDetSepBNHead(share_conv=True) shares each conv between levels that have their own BNs:
+    deployed == unfused only because the shared convs are untied before folding; mmcv's
+    ``fuse_conv_bn`` alone folds every level's BN into the one conv."""
+    from mmcv.cnn import fuse_conv_bn
+    torch.manual_seed(0)
+    detector = randomize_batchnorm(build_detector('mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'))
+    head = detector.bbox_head
+    assert head.cls_convs[1][0].conv is head.cls_convs[0][0].conv
+    x = torch.randn(2, 3, 128, 160)
+    with torch.no_grad():
+        before = RawDetector(detector)(x)
+        tied = fuse_conv_bn(copy.deepcopy(detector))  # deepcopy keeps the sharing
+        assert max_diff(RawDetector(tied)(x), before) > 1e-2
+        deploy_model(detector)
+        assert head.cls_convs[1][0].conv is not head.cls_convs[0][0].conv
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.modules())
+        assert max_diff(RawDetector(detector)(x), before) < 1e-4
+
+
 @pytest.mark.parametrize('export_size', [SIZES[0], SMALL_SIZES[0]], ids=['windowed', 'one-window'])
 def test_backbone_onnx_one_graph_all_sizes(backbone, tmp_path, export_size):
     """Exported where every stage splits into windows, or where every stage fits in one window, the
@@ -93,11 +114,13 @@ def test_check_onnx_fails_on_mismatch(backbone, tmp_path):
 
 
 def test_export_tool_default_check_sizes():
-    """By default the check covers stage maps that fit in one window (< 448 px) and 800x1216."""
+    """By default the check covers stage maps that fit in one window (< 448 px), a size that is
+    not a multiple of 32 and 800x1216."""
     args = load_tool('deployment/export_onnx.py').parse_args(['m0'])
     assert args.check_batch == 2
     sizes = [tuple(int(v) for v in s.split('x')) for s in args.check_sizes]
     assert (800, 1216) in sizes and any(max(h, w) < 448 for h, w in sizes)
+    assert any(h % 32 and w % 32 for h, w in sizes)
 
 
 def test_export_tool_detector(tmp_path, capsys):

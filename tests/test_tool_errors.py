@@ -9,11 +9,13 @@ import pytest
 import torch
 from mmdet.registry import MODELS
 from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
 from mmdet_efficientvit.errors import CheckpointError
+from mmdet_efficientvit.models import EfficientViT
 from mmdet_efficientvit.models.utils import load_backbone_state_dict, read_checkpoint
 
-from _data import run_tool, tiny_config, write_coco_split
+from _data import CONFIGS, run_tool, tiny_config, write_coco_split
 
 CLASSES = ('rectangle', 'ellipse', 'triangle', 'star')
 NOT_READABLE = 'is not a readable checkpoint: not a PyTorch or safetensors file, or a truncated one'
@@ -123,3 +125,40 @@ def test_unknown_arch_in_a_config(tiny, tmp_path):
     for args in (['train.py', m9], ['test.py', m9, ckpt]):
         err = _short_error(run_tool(args + ['--work-dir', tmp_path / 'w']))
         assert err.startswith(f"error: {m9}: Unknown EfficientViT arch 'm9'; choose one of"), err
+
+
+def _rtmdet_config(path: Path, data_root: Path, arch: str = 'm0') -> Path:
+    """The RTMDet demo config on generated data, optionally with another arch."""
+    channels = {'m0': [64, 128, 192], 'm1': [128, 144, 192]}[arch]
+    root = str(data_root) + '/'
+    path.write_text(
+        f"_base_ = {str(CONFIGS / 'demo' / 'rtmdet_evit_demo_shapes.py')!r}\n"
+        f"model = dict(backbone=dict(arch={arch!r}), neck=dict(in_channels={channels!r}))\n"
+        f"train_dataloader = dict(dataset=dict(data_root={root!r}))\n"
+        f"val_dataloader = dict(dataset=dict(data_root={root!r}))\n"
+        f"test_dataloader = val_dataloader\n"
+        f"val_evaluator = dict(ann_file={root + 'val.json'!r})\n"
+        "test_evaluator = val_evaluator\n")
+    return path
+
+
+@pytest.mark.slow
+def test_rtmdet_test_py_with_a_checkpoint_of_another_arch_or_no_detector(tiny, tmp_path):
+    """The real-time configs give the RetinaNet configs' one-line errors: an RTMDet checkpoint of
+    another arch, and an ImageNet classifier checkpoint where a detector is expected."""
+    data = Path(str(tiny)).parent
+    cfg = _rtmdet_config(tmp_path / 'rtmdet_m0.py', data)
+    m1 = _rtmdet_config(tmp_path / 'rtmdet_m1.py', data, 'm1')
+    init_default_scope('mmdet')
+    ckpt = tmp_path / 'rtmdet_m1.pth'
+    torch.save(dict(state_dict=MODELS.build(Config.fromfile(str(m1)).model).state_dict(),
+                    meta=dict(epoch=1)), ckpt)
+    err = _short_error(run_tool(['test.py', cfg, ckpt, '--work-dir', tmp_path / 'w']))
+    assert err.startswith(f'error: {ckpt} does not fit the model of {cfg}'), err
+    assert "the checkpoint's backbone looks like EfficientViT-M1, the config builds EfficientViT-M0" in err
+
+    classifier = tmp_path / 'efficientvit_m0.pth'  # the official ImageNet release's layout
+    torch.save({'model': EfficientViT(arch='m0').state_dict()}, classifier)
+    err = _short_error(run_tool(['test.py', cfg, classifier, '--work-dir', tmp_path / 'w2']))
+    assert err.startswith(f'error: {classifier} does not fit the model of {cfg}: it holds an '
+                          'EfficientViT-M0 backbone alone (an ImageNet checkpoint), not a detector'), err

@@ -14,7 +14,7 @@ from mmdet.evaluation import DumpDetResults
 from mmdet.registry import RUNNERS
 from mmengine.model import is_model_wrapper
 from mmengine.logging import print_log
-from mmengine.runner import Runner
+from mmengine.runner import Runner, load_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdet_efficientvit  # noqa: F401  (registers our models)
@@ -60,7 +60,11 @@ def main() -> None:
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         try:
-            runner.load_checkpoint(args.checkpoint, strict=True)
+            # into the model, not through runner.load_checkpoint, whose after_load_checkpoint hooks
+            # run before before_run: EMAHook (RTMDet configs) has no EMA model then. runner.test()
+            # builds it from the loaded weights, which are the EMA ones (EMAHook saves them so).
+            load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True,
+                            logger='current')
         except RuntimeError as e:
             if 'do not match exactly' not in str(e):  # mmengine's strict-loading report
                 raise

@@ -169,6 +169,37 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+# one image of this size gives the stride-64 maps 13x19 positions to measure BatchNorm statistics on
+CALIBRATION_SIZE = (800, 1216)
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, *inputs: torch.Tensor) -> nn.Module:
+    """Set every BatchNorm's running statistics to those of ``model(*inputs)``, in place.
+
+    Random weights in eval mode otherwise shrink activations layer by layer (e.g. CSPNeXt with
+    PyTorch's default init), until a head sees nearly constant maps and ties its scores; with
+    measured statistics every layer is normalised, as in a trained model. The affine parameters
+    (e.g. from :func:`randomize_batchnorm`) are kept; the model is left in eval mode. The inputs
+    must give the coarsest maps many positions per channel (:data:`CALIBRATION_SIZE`): statistics
+    of a few positions are noisy and blow up the layers after them.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: one batch gives its exact statistics
+        norm.train()
+    try:
+        model(*inputs)
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.eval()
+    return model
+
+
 def build_backbone_and_neck(arch: str = 'm4') -> Tuple[nn.Module, nn.Module]:
     """Our backbone and RetinaNet neck as the configs build them (``configs/_base_/models/
     efficientvit_m4_fpn.py``: BatchNorms frozen by ``norm_eval``, FPN with one transposed-conv level),

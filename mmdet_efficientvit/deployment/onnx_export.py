@@ -4,10 +4,12 @@ The TorchScript-based exporter (``dynamo=False``) is used: it records the shape 
 window attention (padding amounts, window counts) as graph ops, and the attention makes its
 one-window-or-several choice inside the graph while traced (``LocalWindowAttention``), so one graph
 serves every input size, small ones included. ``check_onnx`` compares raw outputs,
-``check_end2end`` the detections of an end-to-end graph with the detector's ``predict``.
+``check_end2end`` the detections of an end-to-end graph with the detector's ``predict``. A size at
+which PyTorch itself cannot run the model (e.g. RTMDet's CSPNeXtPAFPN needs multiples of 32) is
+skipped with the reason; the check fails if no size is left.
 """
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +52,23 @@ def export_onnx(model: nn.Module,
     return path
 
 
+def pytorch_reference(run: Callable[[torch.Tensor], object], x: torch.Tensor):
+    """``(run(x), None)`` without autograd, or ``(None, reason)`` when PyTorch itself fails at this
+    input size (a shape mismatch inside the model, not a difference to report)."""
+    try:
+        with torch.no_grad():
+            return run(x), None
+    except RuntimeError as err:
+        return None, f'PyTorch itself fails at this size ({str(err).strip().splitlines()[0][:160]})'
+
+
+def _require_checked(path: str, records: List[Dict]) -> List[Dict]:
+    if records and all('skipped' in r for r in records):
+        raise RuntimeError(f"{path}: no input size could be checked: {records[0]['skipped']}; "
+                           'pass --check-sizes the model runs at')
+    return records
+
+
 def ort_session(path: str, threads: int = 0):
     """An onnxruntime CPU session; ``threads=0`` lets onnxruntime choose."""
     import onnxruntime as ort
@@ -64,13 +83,16 @@ def check_onnx(path: str, model: nn.Module, inputs: List[torch.Tensor], atol: fl
                session=None) -> List[Dict]:
     """Run the ONNX graph and ``model`` on each input; raise if any output differs by more than atol.
 
-    Returns one record per input: ``dict(shape, max_abs_diff, max_abs_ref)``.
+    Returns one record per input: ``dict(shape, max_abs_diff, max_abs_ref)``, or
+    ``dict(shape, skipped)`` where PyTorch itself cannot run (:func:`pytorch_reference`).
     """
     session = session or ort_session(path)
     records = []
     for x in inputs:
-        with torch.no_grad():
-            ref = model(x)
+        ref, skipped = pytorch_reference(model, x)
+        if skipped:
+            records.append(dict(shape=tuple(x.shape), skipped=skipped))
+            continue
         ref = ref if isinstance(ref, (tuple, list)) else (ref, )
         try:
             got = session.run(None, {'input': x.numpy()})
@@ -91,7 +113,7 @@ def check_onnx(path: str, model: nn.Module, inputs: List[torch.Tensor], atol: fl
         if not diff <= atol:
             raise RuntimeError(f'{path}: onnxruntime differs from PyTorch by {diff:.3g} > {atol:g} '
                                f'for input {tuple(x.shape)} (largest output value {scale:.3g})')
-    return records
+    return _require_checked(path, records)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -140,14 +162,17 @@ def check_end2end(path: str, detector: nn.Module, inputs: List[torch.Tensor],
 
     Detections are paired (same label, IoU > 0.99, see :func:`match_detections`); raise unless at
     least ``min_match`` of them pair up on every input and paired scores agree within
-    ``score_atol``. Returns one record per input: ``shape`` and the summed pairing counts.
+    ``score_atol``. Returns one record per input: ``shape`` and the summed pairing counts, or
+    ``shape`` and ``skipped`` where PyTorch itself cannot run (:func:`pytorch_reference`).
     """
     from ..analysis.builders import image_data_samples
     session = session or ort_session(path)
     records = []
     for x in inputs:
-        with torch.no_grad():
-            ref = detector.predict(x, image_data_samples(x))
+        ref, skipped = pytorch_reference(lambda t: detector.predict(t, image_data_samples(t)), x)
+        if skipped:
+            records.append(dict(shape=tuple(x.shape), skipped=skipped))
+            continue
         dets, labels = session.run(None, {'input': x.numpy()})
         record = dict(shape=tuple(x.shape), ref=0, got=0, matched=0, max_score_diff=0.,
                       max_box_diff=0.)
@@ -167,4 +192,4 @@ def check_end2end(path: str, detector: nn.Module, inputs: List[torch.Tensor],
                 f"{path}: for input {record['shape']} only {record['matched']} of {most} detections "
                 f"match PyTorch's predict (onnxruntime {record['got']}, PyTorch {record['ref']}; "
                 f"largest score difference {record['max_score_diff']:.2g})")
-    return records
+    return _require_checked(path, records)

@@ -17,7 +17,13 @@ Groups (select with ``--groups``):
 * ``end2end``: image tensor to final boxes at ``--det-size``, bs=1, for ``--e2e-detectors``: eager
   ``predict`` (deployed, with NMS) vs the end-to-end ONNX graph (``export_onnx.py --end2end``) under
   onnxruntime in fp32 and INT8 (not in the default groups: export and quantization take minutes).
-  Random weights score near 0.01, below ``score_thr``, so NMS sees few boxes in every variant.
+  Random weights, with the classification biases set so that scores sit below ``score_thr``: NMS
+  sees few boxes in every variant.
+* ``realtime``: the same three variants at ``--realtime-size`` (640x640, RTMDet's) for
+  ``--realtime-detectors``: the real-time EfficientViT detectors
+  (``configs/rtmdet_evit_m*_8xb32-300e_coco.py``), mmdet's RTMDet-tiny and, for scale,
+  RetinaNet-EfficientViT-M0; every row against RTMDet-tiny's row of the same variant (not in the
+  default groups).
 
 How cases are timed and how memory is measured: ``mmdet_efficientvit/analysis/benchmark/measure.py``.
 
@@ -33,6 +39,8 @@ Example (the README's run)::
 
     python tools/analysis_tools/benchmark.py --threads 1 --channels-last --out docs/results/benchmark_1thread.csv --plot docs/results/speed_1thread.png
     python tools/analysis_tools/benchmark.py --groups backbone --archs m0 --repeats 3  # quick
+    python tools/analysis_tools/benchmark.py --groups realtime --threads 1 --no-memory \
+        --out docs/results/realtime_1thread.csv --plot docs/results/realtime_1thread.png
     python tools/analysis_tools/benchmark.py --device cuda --channels-last --compile \
         --detectors evit-m4 r50 --det-batch-size 8 --out work_dirs/benchmark/cuda.csv  # GPU protocol
 """
@@ -45,7 +53,8 @@ from typing import List
 
 import torch
 
-from mmdet_efficientvit.analysis.benchmark.cases import (DETECTORS, PRECISIONS, Case, amp_dtype,
+from mmdet_efficientvit.analysis.benchmark.cases import (ALL_DETECTORS, DETECTORS, PRECISIONS,
+                                                         REALTIME_DETECTORS, Case, amp_dtype,
                                                          backbone_cases, detector_cases,
                                                          device_backbone_cases, device_detector_cases,
                                                          end2end_cases, onnx_backbone_cases)
@@ -60,7 +69,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--groups', nargs='+', default=['backbone', 'detector', 'onnx'],
-                        choices=['backbone', 'detector', 'onnx', 'end2end'])
+                        choices=['backbone', 'detector', 'onnx', 'end2end', 'realtime'])
     parser.add_argument('--archs', nargs='+', default=list(ARCHS), choices=ARCHS)
     parser.add_argument('--detectors', nargs='+', default=list(DETECTORS), choices=list(DETECTORS),
                         help='evit-m0..evit-m5 (our configs), r18, r50 (mmdet::retinanet)')
@@ -80,7 +89,14 @@ def parse_args(argv=None):
     parser.add_argument('--nms-detectors', nargs='*', default=['evit-m4', 'r50'], choices=list(DETECTORS),
                         help='detectors that also get a row with NMS (predict); none: no NMS rows')
     parser.add_argument('--e2e-detectors', nargs='+', default=['evit-m0', 'evit-m4', 'r50'],
-                        choices=list(DETECTORS), help='detectors of the end2end group')
+                        choices=list(ALL_DETECTORS), help='detectors of the end2end group')
+    parser.add_argument('--realtime-detectors', nargs='+',
+                        default=['rtmdet-evit-m0', 'rtmdet-evit-m2', 'rtmdet-evit-m4', 'rtmdet-tiny',
+                                 'evit-m0'],
+                        choices=list(ALL_DETECTORS),
+                        help=f'detectors of the realtime group ({", ".join(REALTIME_DETECTORS)}, '
+                        'or a RetinaNet key for scale)')
+    parser.add_argument('--realtime-size', default='640x640', help='realtime group input, HxW')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device',
@@ -224,6 +240,10 @@ def main(argv=None) -> List[Case]:
         if 'end2end' in args.groups:
             comparisons += end2end_cases(args.e2e_detectors, args.det_size, args.seed, args.threads,
                                          tmpdir, log)
+        if 'realtime' in args.groups:
+            detectors = list(dict.fromkeys(args.realtime_detectors + ['rtmdet-tiny']))
+            comparisons += end2end_cases(detectors, args.realtime_size, args.seed, args.threads,
+                                         tmpdir, log, group='realtime', reference='rtmdet-tiny')
         measure(comparisons, args, log)
     cases = [c for group in comparisons for c in group]
 

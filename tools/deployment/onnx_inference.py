@@ -2,8 +2,10 @@
 
 The model is one exported by ``export_onnx.py CONFIG --checkpoint CKPT --end2end``: image batch in,
 ``dets`` (B, K, 5) and ``labels`` (B, K) out (padding rows: score 0, label -1). Everything else this
-tool needs is in the file's metadata: the config's test preprocessing (mmdet's ``Resize`` and data
-preprocessor, reproduced here exactly), the class names and the output convention.
+tool needs is in the file's metadata: the config's test preprocessing (mmdet's ``Resize``, the
+pipeline's ``Pad`` if any, e.g. RTMDet's to 640x640 with 114, and the data preprocessor, reproduced
+here exactly), the class names and the output convention. Boxes are clipped to the padded image
+and mapped back to the original one as mmdet's ``predict(rescale=True)`` does.
 
 This file is self-contained: copy it and the ``.onnx`` to a machine with ``pip install onnxruntime
 opencv-python-headless numpy`` (and ``pycocotools`` for ``--eval``) and run it there::
@@ -102,12 +104,29 @@ def resize(img: np.ndarray, pre: Dict) -> Tuple[np.ndarray, Tuple[float, float]]
     return img, (new_w / w, new_h / h)
 
 
-def preprocess(img: np.ndarray, pre: Dict) -> Tuple[np.ndarray, Tuple[float, float]]:
-    """Resize, channel order and normalisation of mmdet's test pipeline and data preprocessor.
+def pad_image(img: np.ndarray, pad: Dict) -> np.ndarray:
+    """mmdet's test ``Pad`` (mmcv ``Pad._pad_img`` and ``impad``): bottom/right, never cropping."""
+    h, w = img.shape[:2]
+    size = (max(h, w), max(h, w)) if pad['pad_to_square'] else None
+    if pad['size_divisor']:
+        div = pad['size_divisor']
+        size = size or (h, w)
+        size = (-(-size[0] // div) * div, -(-size[1] // div) * div)
+    elif not pad['pad_to_square']:
+        size = pad['size'][::-1]  # (w, h) -> (h, w)
+    return cv2.copyMakeBorder(img, 0, max(size[0] - h, 0), 0, max(size[1] - w, 0),
+                              cv2.BORDER_CONSTANT, value=tuple(pad['value']))
 
-    Returns the (3, H, W) float32 network image (not yet padded) and the (w, h) scale factors.
+
+def preprocess(img: np.ndarray, pre: Dict) -> Tuple[np.ndarray, Tuple[float, float]]:
+    """Resize, pad, channel order and normalisation of mmdet's test pipeline and data preprocessor.
+
+    Returns the (3, H, W) float32 network image (not yet padded to a batch; H, W are mmdet's
+    ``img_shape``) and the (w, h) scale factors.
     """
     img, scale = resize(img, pre)
+    if pre.get('image_pad'):
+        img = pad_image(img, pre['image_pad'])
     x = img.astype(np.float32)
     if pre['bgr_to_rgb']:
         x = x[..., ::-1]
@@ -129,15 +148,18 @@ def pad_batch(images: Sequence[np.ndarray], pre: Dict) -> np.ndarray:
 
 # --------------------------------------------------------------------------- postprocessing
 def to_image(dets: np.ndarray, labels: np.ndarray, scale: Tuple[float, float],
-             shape: Tuple[int, int]) -> Dict[str, np.ndarray]:
-    """One image's detections in its original pixels (as ``predict(rescale=True)``), padding dropped."""
+             img_shape: Tuple[int, int]) -> Dict[str, np.ndarray]:
+    """One image's detections in its original pixels, padding rows dropped, as
+    ``predict(rescale=True)`` gives them: clipped to ``img_shape`` (the resized and, by a ``Pad``
+    step, padded image, in network pixels), then divided by the scale factors."""
     keep = labels >= 0
-    w_scale, h_scale = scale
-    # mmdet multiplies by the float32 reciprocal scale factors
-    bboxes = dets[keep, :4] * np.float32([1 / w_scale, 1 / h_scale] * 2)
-    h, w = shape
+    h, w = img_shape
+    bboxes = dets[keep, :4].copy()
     bboxes[:, 0::2] = bboxes[:, 0::2].clip(0, w)
     bboxes[:, 1::2] = bboxes[:, 1::2].clip(0, h)
+    w_scale, h_scale = scale
+    # mmdet multiplies by the float32 reciprocal scale factors
+    bboxes *= np.float32([1 / w_scale, 1 / h_scale] * 2)
     return dict(bboxes=bboxes, scores=dets[keep, 4], labels=labels[keep])
 
 
@@ -182,7 +204,8 @@ def detect(session, meta: Dict, paths: Sequence[str], batch_size: int = 1,
         dets, labels = session.run(None, {'input': batch})
         seconds = (time.perf_counter() - tic) / len(images)
         for i, (path, img) in enumerate(zip(chunk, images)):
-            yield path, img, to_image(dets[i], labels[i], inputs[i][1], img.shape[:2]), seconds
+            x, scale = inputs[i]
+            yield path, img, to_image(dets[i], labels[i], scale, x.shape[1:]), seconds
 
 
 def profile_summary(session) -> List[Tuple[str, float]]:

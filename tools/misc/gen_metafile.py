@@ -1,7 +1,8 @@
 """Write ``configs/metafile.yml`` (MMDetection's model-index format) from the configs and the model zoo.
 
 Every entry is derived, not typed in: config paths from ``configs/``, parameters and FLOPs counted by
-mmengine's analyzer at 1333x800 (mmdet tensor mode, as ``get_flops.py``), the paper's COCO results
+mmengine's analyzer at the family's input size (1333x800 for the 1x detectors, 640x640 for the
+real-time RTMDets; mmdet tensor mode, as ``get_flops.py``), the paper's COCO results
 and the official weights from ``mmdet_efficientvit.model_zoo``. ``tests/test_metafile.py`` checks that
 the committed file is what this script writes.
 
@@ -12,7 +13,7 @@ import argparse
 import glob
 import os.path as osp
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, Tuple
 
 import torch
 import yaml
@@ -36,18 +37,30 @@ COLLECTION = dict(
     README='README.md',
     Code=dict(URL='mmdet_efficientvit/models/backbones/efficientvit.py', Version='v0.1.0'),
 )
-TASKS = {'retinanet': ['Object Detection'], 'mask_rcnn': ['Object Detection', 'Instance Segmentation']}
+REALTIME_COLLECTION = dict(
+    COLLECTION,
+    Name='EfficientViT-RTMDet',
+    Metadata=dict(
+        **{'Training Data': 'COCO', 'Training Techniques': ['AdamW', 'Flat Cosine Annealing', 'EMA'],
+           'Training Resources': "8x GPUs (32 images each), mmdet's RTMDet-tiny recipe",
+           'Architecture': ['EfficientViT', 'Cascaded Group Attention', 'EfficientViTFPN',
+                            'RTMDet']}))
+# (config glob, collection, FLOPs input (h, w)) of each detector family
+FAMILIES = [
+    ('*_evit_m*_fpn_1x_coco.py', COLLECTION, (800, 1333)),
+    ('rtmdet_evit_m*_8xb32-300e_coco.py', REALTIME_COLLECTION, (640, 640)),
+]
 
 
-def model_entry(config: str) -> Dict:
+def model_entry(config: str, collection: str, size: Tuple[int, int]) -> Dict:
     """One ``Models`` entry: name, config, metadata (params, FLOPs, backbone init), results, weights."""
     name = osp.splitext(osp.basename(config))[0]
     cfg = load_config(config)
-    stats = detector_complexity(cfg, (800, 1333))
+    stats = detector_complexity(cfg, size)
     arch = cfg.model.backbone.arch
     entry = dict(
         Name=name,
-        **{'In Collection': 'EfficientViT'},
+        **{'In Collection': collection},
         Config=osp.join('configs', osp.relpath(config, CONFIGS)),
         Metadata=dict(
             Epochs=cfg.train_cfg.max_epochs,
@@ -63,9 +76,11 @@ def model_entry(config: str) -> Dict:
     return entry
 
 
-def metafile_text(configs: Optional[List[str]] = None) -> str:
-    configs = configs or sorted(glob.glob(osp.join(CONFIGS, '*_evit_m*_fpn_1x_coco.py')))
-    data = dict(Collections=[COLLECTION], Models=[model_entry(c) for c in configs])
+def metafile_text() -> str:
+    models = [model_entry(config, collection['Name'], size)
+              for pattern, collection, size in FAMILIES
+              for config in sorted(glob.glob(osp.join(CONFIGS, pattern)))]
+    data = dict(Collections=[collection for _, collection, _ in FAMILIES], Models=models)
     header = '# Written by tools/misc/gen_metafile.py; do not edit by hand.\n'
     return header + yaml.safe_dump(data, sort_keys=False, width=100)
 

@@ -29,6 +29,15 @@ DETECTORS.update({
 })
 DETECTOR_NAMES = {**{f'evit-{a}': f'RetinaNet-EfficientViT-{a.upper()}' for a in ARCHS},
                   'r18': 'RetinaNet-R18', 'r50': 'RetinaNet-R50'}
+# The real-time family and its reference, mmdet's RTMDet-tiny (the ``realtime`` group; any of
+# DETECTORS may join it, e.g. RetinaNet-EfficientViT-M0 at the same size).
+REALTIME_DETECTORS = {
+    **{f'rtmdet-evit-{a}': f'mmdet_efficientvit::rtmdet_evit_{a}_8xb32-300e_coco.py' for a in ARCHS},
+    'rtmdet-tiny': 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
+}
+ALL_DETECTORS = {**DETECTORS, **REALTIME_DETECTORS}
+DETECTOR_NAMES.update({**{f'rtmdet-evit-{a}': f'RTMDet-EfficientViT-{a.upper()}' for a in ARCHS},
+                       'rtmdet-tiny': 'RTMDet-tiny'})
 
 
 def case_key(group: str, model: str, variant: str) -> str:
@@ -105,6 +114,8 @@ def build_runner(spec: Dict, threads: int) -> Callable:
         raise ValueError(f'unknown case kind {kind!r}')
     if spec.get('deploy'):
         deploy_model(model)
+    if spec.get('scores_below_threshold'):
+        scores_below_threshold(model)
     if kind == 'detector':
         return detector_runner(model, spec.get('nms', False))
     return finish_runner(model.eval(), spec)
@@ -331,16 +342,38 @@ def device_detector_cases(detectors: List[str], size: str, batch: int, seed: int
     return [cases]
 
 
+def scores_below_threshold(detector: nn.Module) -> nn.Module:
+    """Random weights: set the classification biases so that every score sits 10x below
+    ``test_cfg.score_thr``, in place.
+
+    Untrained scores are near the prior probability 0.01: below RetinaNet's threshold (0.05) but
+    above RTMDet's (0.001), where every one of tens of thousands of candidates would enter NMS. With
+    this, both families time their post-processing with few boxes (a lower bound, like a trained
+    model on an empty image), and timings compare the networks.
+    """
+    head = detector.bbox_head
+    prob = float(head.test_cfg.get('score_thr', 0.05)) / 10
+    bias = float(torch.logit(torch.tensor(prob)))
+    for name in ('retina_cls', 'rtm_cls'):
+        for module in getattr(head, name, nn.Identity()).modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.constant_(module.bias, bias)
+    return detector
+
+
 def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpdir: str,
-                  log: Callable) -> List[List[Case]]:
+                  log: Callable, group: str = 'end2end',
+                  reference: Optional[str] = None) -> List[List[Case]]:
     """Image tensor to final boxes at bs=1: eager ``predict`` (deployed, with NMS) vs the end-to-end
-    ONNX graph (``deployment/end2end.py``) under onnxruntime in fp32 and INT8, every model exported
+    ONNX graph (``deployment/end2end``) under onnxruntime in fp32 and INT8, every model exported
     the same way.
 
-    Ratios: eager and fp32 rows against RetinaNet-R50's eager ``predict``, INT8 rows against the same
-    model's fp32 graph. Weights are random (RetinaNet's prior-probability bias puts the scores near
-    0.01, below ``score_thr``, so NMS sees few boxes in every variant); INT8 ranges are calibrated on
-    two random tensors of the timed size, which is enough for timing and says nothing about accuracy.
+    Ratios: with ``reference`` (a detector key), every row against that detector's row of the same
+    variant; without, eager and fp32 rows against RetinaNet-R50's eager ``predict`` and INT8 rows
+    against the same model's fp32 graph. Weights are random with scores below ``score_thr``
+    (:func:`scores_below_threshold`), so NMS sees few boxes in every variant; INT8 ranges are
+    calibrated on two random tensors of the timed size, which is enough for timing and says nothing
+    about accuracy.
     """
     import numpy as np
 
@@ -350,10 +383,12 @@ def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpd
     size = parse_size(size)
     cases = []
     rng = np.random.default_rng(seed)
+    eager, fp32, int8 = ('eager predict (deployed, NMS)', 'onnxruntime end2end fp32',
+                         'onnxruntime end2end INT8')
     for det in detectors:
-        config = DETECTORS[det]
+        config = ALL_DETECTORS[det]
         torch.manual_seed(seed)
-        model = deploy_model(build_detector(config))
+        model = scores_below_threshold(deploy_model(build_detector(config)))
         name = DETECTOR_NAMES[det]
         img = torch.randn(1, 3, *size)
         path = export_onnx(End2EndDetector(model).eval(), os.path.join(tmpdir, f'{det}_e2e.onnx'),
@@ -361,20 +396,23 @@ def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpd
         record = check_end2end(path, model, [img])[0]
         log(f"  {name}: end-to-end ONNX exported, {record['matched']}/{record['ref']} detections "
             "match predict")
-        int8 = quantize_int8(path, os.path.join(tmpdir, f'{det}_e2e.int8.onnx'),
-                             [rng.standard_normal((1, 3, *size), np.float32) for _ in range(2)],
-                             note='random tensors (timing only)')
+        int8_path = quantize_int8(path, os.path.join(tmpdir, f'{det}_e2e.int8.onnx'),
+                                  [rng.standard_normal((1, 3, *size), np.float32) for _ in range(2)],
+                                  note='random tensors (timing only)')
         stats = complexity(RawDetector(model).eval(), img)
-        eager_spec = dict(kind='detector', config=config, deploy=True, nms=True)
-        fp32_spec, int8_spec = dict(kind='onnx', onnx_path=path), dict(kind='onnx', onnx_path=int8)
-        r50 = case_key('end2end', DETECTOR_NAMES['r50'], 'eager predict (deployed, NMS)')
-        fp32 = Case('end2end', name, 'onnxruntime end2end fp32', size, fp32_spec,
-                    build_runner(fp32_spec, threads), 0, stats['params'], stats['flops'], r50)
-        cases += [
-            Case('end2end', name, 'eager predict (deployed, NMS)', size, eager_spec,
-                 detector_runner(model, nms=True), 0, stats['params'], stats['flops'], r50),
-            fp32,
-            Case('end2end', name, 'onnxruntime end2end INT8', size, int8_spec,
-                 build_runner(int8_spec, threads), 0, stats['params'], stats['flops'], fp32.key)]
+        specs = {eager: dict(kind='detector', config=config, deploy=True, nms=True,
+                             scores_below_threshold=True),
+                 fp32: dict(kind='onnx', onnx_path=path), int8: dict(kind='onnx', onnx_path=int8_path)}
+        for variant, spec in specs.items():
+            if reference is not None:
+                ref = case_key(group, DETECTOR_NAMES[reference], variant)
+            elif variant == int8:
+                ref = case_key(group, name, fp32)
+            else:
+                ref = case_key(group, DETECTOR_NAMES['r50'], eager)
+            run = (detector_runner(model, nms=True) if variant == eager
+                   else build_runner(spec, threads))
+            cases.append(Case(group, name, variant, size, spec, run, 0, stats['params'],
+                              stats['flops'], ref))
         log(f'  built {name} (eager, fp32, INT8)')
     return [cases]

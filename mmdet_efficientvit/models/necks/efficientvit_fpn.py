@@ -33,11 +33,15 @@ class EfficientViTFPN(FPN):
             ``no_norm_on_lateral`` is False) from the previous one, starting at the finest lateral after
             the top-down pass; each is then smoothed by a 3x3 conv. They count towards ``num_outs``,
             so ``num_outs - num_extra_trans_convs`` levels come from the ordinary FPN (its inputs plus
-            extra stride-2 convs or max-pool levels).
+            extra stride-2 convs or max-pool levels). When that is fewer than the used inputs, the
+            coarsest inputs only feed the top-down pathway and get no output (nor output conv):
+            this is how RTMDet's strides 8/16/32 are made from the backbone's 16/32/64.
 
     Example (RetinaNet on EfficientViT-M4, inputs at strides 16/32/64):
         ``EfficientViTFPN([128, 256, 384], 256, num_outs=5, add_extra_convs='on_input',
-        num_extra_trans_convs=1)`` returns five maps at strides 8, 16, 32, 64, 128.
+        num_extra_trans_convs=1)`` returns five maps at strides 8, 16, 32, 64, 128;
+        ``EfficientViTFPN([64, 128, 192], 96, num_outs=3, num_extra_trans_convs=1)`` three maps at
+        strides 8, 16, 32 (the stride-64 map enters only the top-down sum).
     """
 
     def __init__(
@@ -59,18 +63,27 @@ class EfficientViTFPN(FPN):
     ) -> None:
         num_fpn_outs = num_outs - num_extra_trans_convs
         num_used_ins = (len(in_channels) if end_level == -1 else end_level + 1) - start_level
-        if num_extra_trans_convs < 0 or num_fpn_outs < num_used_ins:
+        if num_extra_trans_convs < 0 or num_fpn_outs < 1:
             raise ConfigError(
-                f'EfficientViTFPN: num_outs={num_outs} must be at least the {num_used_ins} used input '
-                f'levels plus num_extra_trans_convs={num_extra_trans_convs} (>= 0); '
+                f'EfficientViTFPN: num_outs={num_outs} must exceed num_extra_trans_convs='
+                f'{num_extra_trans_convs} (>= 0): at least one output must come from the FPN levels; '
                 'raise num_outs or lower num_extra_trans_convs.')
+        if num_fpn_outs < num_used_ins and add_extra_convs:
+            raise ConfigError(
+                f'EfficientViTFPN: add_extra_convs={add_extra_convs!r} adds levels above the '
+                f'coarsest input, but num_outs={num_outs} drops outputs of the {num_used_ins} used '
+                'inputs; set add_extra_convs=False or raise num_outs.')
         super().__init__(
-            in_channels, out_channels, num_fpn_outs, start_level=start_level, end_level=end_level,
+            in_channels, out_channels, max(num_fpn_outs, num_used_ins), start_level=start_level,
+            end_level=end_level,
             add_extra_convs=add_extra_convs, relu_before_extra_convs=relu_before_extra_convs,
             no_norm_on_lateral=no_norm_on_lateral, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
             act_cfg=act_cfg, upsample_cfg=upsample_cfg, init_cfg=init_cfg)
         self.num_extra_trans_convs = num_extra_trans_convs
         self.num_outs = num_outs
+        # inputs with an output of their own (the coarsest ones may only feed the top-down sum)
+        self.num_fpn_levels = min(num_used_ins, num_fpn_outs)
+        del self.fpn_convs[self.num_fpn_levels:num_used_ins]
 
         self.extra_trans_convs = nn.ModuleList()
         self.extra_fpn_convs = nn.ModuleList()
@@ -111,7 +124,7 @@ class EfficientViTFPN(FPN):
             finer.insert(0, prev)
         outs = [conv(x) for conv, x in zip(self.extra_fpn_convs, finer)]
 
-        outs += [self.fpn_convs[i](laterals[i]) for i in range(len(laterals))]
+        outs += [self.fpn_convs[i](laterals[i]) for i in range(self.num_fpn_levels)]
         num_fpn_extra = self.num_outs - len(outs)
         if num_fpn_extra > 0 and not self.add_extra_convs:
             for _ in range(num_fpn_extra):
@@ -122,7 +135,7 @@ class EfficientViTFPN(FPN):
                 'on_lateral': laterals[-1],
                 'on_output': outs[-1],
             }[self.add_extra_convs]
-            for conv in self.fpn_convs[len(laterals):]:
+            for conv in self.fpn_convs[self.num_fpn_levels:]:
                 outs.append(conv(source))
                 source = F.relu(outs[-1]) if self.relu_before_extra_convs else outs[-1]
         return tuple(outs)

@@ -270,8 +270,9 @@ def _listing(title: str, items: List[str], limit: int = 8) -> str:
 
 def model_state_dict(checkpoint: dict) -> StateDict:
     """The tensors a model loads from ``checkpoint``, as mmengine's ``load_checkpoint`` takes them
-    (``state_dict`` if present, a ``module.`` prefix of DDP dropped)."""
-    state_dict = checkpoint.get('state_dict', checkpoint)
+    (``state_dict`` if present, a ``module.`` prefix of DDP dropped), or the official ImageNet
+    release's ``model`` (which mmengine would not find: for explaining a mismatch)."""
+    state_dict = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
     state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     if state_dict and all(k.startswith('module.') for k in state_dict):
         state_dict = _strip(state_dict, 'module.')
@@ -297,6 +298,10 @@ def explain_detector_mismatch(model: nn.Module, state_dict: StateDict, arch_zoo:
         wanted = describe_arch(_strip(target, 'backbone.'), arch_zoo)
         if found != wanted:
             archs = f'the checkpoint\'s backbone looks like {found}, the config builds {wanted}. '
+    elif describe_arch(state_dict, arch_zoo).startswith('EfficientViT-'):
+        archs = (f'it holds an {describe_arch(state_dict, arch_zoo)} backbone alone (an ImageNet '
+                 'checkpoint), not a detector: it initialises the backbone '
+                 "(init_cfg=dict(type='Pretrained', checkpoint=...)) for training. ")
     return archs + '; '.join(problems) + '.'
 
 

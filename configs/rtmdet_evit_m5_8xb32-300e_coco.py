@@ -1,0 +1,6 @@
+# RTMDet with EfficientViT-M5: the M0 config with this arch, its ImageNet weights and channels.
+_base_ = './rtmdet_evit_m0_8xb32-300e_coco.py'
+
+model = dict(
+    backbone=dict(arch='m5', init_cfg=dict(checkpoint='efficientvit://efficientvit_m5.pth')),
+    neck=dict(in_channels=[192, 288, 384]))

@@ -1,0 +1,131 @@
+"""The real-time configs (configs/rtmdet_evit_m*_8xb32-300e_coco.py): mmdet's RTMDet-tiny recipe field by
+field with the EfficientViT backbone swapped in, the stride bridge's strides, a training step of every
+arch, and the demo pair (ours and mmdet's RTMDet-tiny trained with one recipe)."""
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.testing import demo_mm_inputs
+from mmengine.config import Config, ConfigDict
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+import mmdet_efficientvit  # noqa: F401
+
+from mmdet_efficientvit.model_zoo import ARCHS, imagenet_checkpoint
+from mmdet_efficientvit.models import EfficientViT
+from mmdet_efficientvit.resources import load_config
+
+from _data import CONFIGS
+
+RTMDET = [f'rtmdet_evit_{a}_8xb32-300e_coco.py' for a in ARCHS]
+TINY = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
+DEMO = 'demo/rtmdet_evit_demo_shapes.py'
+DEMO_TINY = 'demo/rtmdet_tiny_demo_shapes.py'
+
+
+def build(cfg: Config) -> torch.nn.Module:
+    init_default_scope('mmdet')
+    cfg.model.backbone.init_cfg = None  # random init: no download in tests
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def plain(x):
+    """``x`` without the ``_scope_`` markers that ``mmdet::`` bases add, at any depth."""
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items() if k != '_scope_'}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    return x
+
+
+def types(pipeline):
+    return [t['type'] for t in pipeline]
+
+
+@pytest.mark.parametrize('name', RTMDET)
+def test_rtmdet_tiny_recipe_with_efficientvit(name):
+    cfg, tiny = (ConfigDict(plain(load_config(c).to_dict())) for c in (str(CONFIGS / name), TINY))
+    arch = name.split('_evit_')[1][:2]
+    assert 'mmdet_efficientvit' in cfg.custom_imports.imports
+    # the recipe is RTMDet-tiny's: schedule, optimizer, LR policy, batch, EMA, pipeline switch, test_cfg
+    for key in ('train_cfg', 'param_scheduler', 'auto_scale_lr', 'val_evaluator'):
+        assert cfg[key] == tiny[key], key
+    assert cfg.train_cfg.max_epochs == 300 and cfg.train_dataloader.batch_size == 32
+    assert cfg.optim_wrapper.optimizer == tiny.optim_wrapper.optimizer  # AdamW 0.004, wd 0.05
+    paramwise = cfg.optim_wrapper.paramwise_cfg
+    assert {k: paramwise[k] for k in tiny.optim_wrapper.paramwise_cfg} == \
+        tiny.optim_wrapper.paramwise_cfg
+    assert paramwise.custom_keys == {'attention_biases': {'decay_mult': 0.0}}
+    for key in ('bbox_head', 'train_cfg', 'test_cfg'):
+        head = {k: v for k, v in cfg.model[key].items() if k not in ('in_channels', 'feat_channels')}
+        assert head == {k: v for k, v in tiny.model[key].items()
+                        if k not in ('in_channels', 'feat_channels')}, key
+    assert cfg.model.bbox_head.anchor_generator.strides == [8, 16, 32]
+    # the data: RTMDet-tiny's pipelines with the skipping loader, in both training stages
+    ours = cfg.train_dataloader.dataset.pipeline
+    assert types(ours) == ['LoadImageFromFileOrSkip'] + types(tiny.train_dataloader.dataset.pipeline)[1:]
+    assert ours[1:] == tiny.train_dataloader.dataset.pipeline[1:]
+    assert cfg.test_dataloader == tiny.test_dataloader and cfg.val_dataloader == tiny.val_dataloader
+    hooks = {h['type']: h for h in cfg.custom_hooks}
+    tiny_hooks = {h['type']: h for h in tiny.custom_hooks}
+    assert hooks['EMAHook'] == tiny_hooks['EMAHook']
+    switch, tiny_switch = hooks['PipelineSwitchHook'], tiny_hooks['PipelineSwitchHook']
+    assert switch.switch_epoch == tiny_switch.switch_epoch == 280
+    assert types(switch.switch_pipeline) == \
+        ['LoadImageFromFileOrSkip'] + types(tiny_switch.switch_pipeline)[1:]
+    assert switch.switch_pipeline[1:] == tiny_switch.switch_pipeline[1:]
+    assert 'SkippedImagesHook' in hooks
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    assert cfg.default_hooks.checkpoint.interval == tiny.default_hooks.checkpoint.interval
+    # the backbone: ImageNet weights of its arch, RGB with ImageNet statistics, every BN trained
+    bb = cfg.model.backbone
+    assert (bb.type, bb.arch, bb.norm_eval, bb.frozen_stages) == ('EfficientViT', arch, False, -1)
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=imagenet_checkpoint(arch))
+    pre = cfg.model.data_preprocessor
+    assert pre.bgr_to_rgb and pre.mean == [123.675, 116.28, 103.53]
+    neck = cfg.model.neck
+    assert neck.in_channels == EfficientViT.arch_zoo[arch]['embed_dims']
+    assert neck.out_channels == cfg.model.bbox_head.in_channels == tiny.model.neck.out_channels
+
+
+@pytest.mark.parametrize('name', RTMDET + [DEMO, DEMO_TINY])
+def test_builds_and_trains_a_step_at_rtmdet_strides(name):
+    """One forward+backward on two 128x160 images: the neck gives strides 8/16/32 with the head's
+    width, every parameter gets a gradient, and the attention-bias tables are not decayed."""
+    torch.manual_seed(0)
+    cfg = load_config(str(CONFIGS / name))
+    model = build(cfg)
+    model.train()
+    packed = demo_mm_inputs(2, [(3, 128, 160)] * 2, num_items=[3, 2],
+                            num_classes=cfg.model.bbox_head.num_classes)
+    data = model.data_preprocessor(packed, True)
+    h, w = data['inputs'].shape[-2:]  # 128x160 padded to the config's divisor
+    feats = model.extract_feat(data['inputs'])
+    assert [tuple(f.shape[1:]) for f in feats] == [
+        (cfg.model.bbox_head.in_channels, -(-h // s), -(-w // s)) for s in (8, 16, 32)]
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, no_grad[:5]
+    optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    names = {id(p): n for n, p in model.named_parameters()}
+    decays = {names[id(p)]: g['weight_decay'] for g in optim.param_groups for p in g['params']}
+    biases = [n for n in decays if n.endswith('attention_biases')]
+    assert all(decays[n] == 0 for n in biases) and (biases or 'tiny' in name)
+
+
+def test_demo_pair_shares_one_recipe():
+    """The demo comparison is fair: ours and RTMDet-tiny differ in backbone, neck and input
+    statistics only."""
+    ours, tiny = (load_config(str(CONFIGS / n)) for n in (DEMO, DEMO_TINY))
+    assert ours.model.backbone.type == 'EfficientViT' and ours.model.backbone.init_cfg is None
+    assert tiny.model.backbone.type == 'CSPNeXt' and tiny.model.backbone.get('init_cfg') is None
+    assert tiny.model.neck.type == 'CSPNeXtPAFPN'
+    for key in ('bbox_head', 'train_cfg', 'test_cfg'):
+        assert ours.model[key] == tiny.model[key], key
+    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
+                'train_cfg', 'custom_hooks', 'val_evaluator'):
+        assert ours[key] == tiny[key], key

@@ -1,0 +1,78 @@
+"""Plot latency against accuracy: one variant's latencies from a benchmark CSV, each model at the mAP
+it reached on DemoShapes (the real-time comparison of docs/realtime.md).
+
+    python tools/analysis_tools/plot_latency_map.py docs/results/realtime_1thread.csv \
+        --map RTMDet-EfficientViT-M0=0.60 RTMDet-tiny=0.61 \
+        [--variant 'onnxruntime end2end fp32'] [--out docs/results/realtime_latency_map.png]
+
+Latencies come from ``benchmark.py --groups realtime`` (640x640, random weights); the mAPs from the
+demo runs (``make demo-realtime``, ``DEMO=realtime-tiny bash tools/run_demo.sh``), which train each
+model with one recipe. Models without an mAP are left out; a model named in ``--map`` but absent from
+the CSV is an error.
+"""
+import argparse
+import csv
+import sys
+from typing import Dict, List, Optional
+
+import matplotlib
+
+matplotlib.use('Agg')  # file output only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def parse_maps(items: List[str]) -> Dict[str, float]:
+    maps = {}
+    for item in items:
+        model, sep, value = item.rpartition('=')
+        try:
+            maps[model] = float(value)
+        except ValueError:
+            sep = ''
+        if not sep or not model:
+            raise SystemExit(f'error: --map {item!r} is not MODEL=MAP (e.g. RTMDet-tiny=0.61)')
+    return maps
+
+
+def latencies(path: str, variant: str) -> Dict[str, float]:
+    """model -> latency (ms) of ``variant`` in a benchmark CSV."""
+    with open(path, newline='') as f:
+        rows = [r for r in csv.DictReader(f) if r['variant'] == variant]
+    if not rows:
+        raise SystemExit(f'error: {path} has no rows of variant {variant!r}: pass --variant as '
+                         'the CSV names it')
+    return {r['model']: float(r['latency_ms_bs1']) for r in rows}
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('csv', help='a benchmark.py CSV (e.g. --groups realtime)')
+    parser.add_argument('--map', nargs='+', required=True, metavar='MODEL=MAP',
+                        help='demo bbox mAP per model, models named as in the CSV')
+    parser.add_argument('--variant', default='onnxruntime end2end fp32')
+    parser.add_argument('--out', default='docs/results/realtime_latency_map.png')
+    parser.add_argument('--title', default='DemoShapes bbox mAP vs latency at 640x640, bs=1')
+    args = parser.parse_args(argv)
+    maps, lat = parse_maps(args.map), latencies(args.csv, args.variant)
+    missing = sorted(set(maps) - set(lat))
+    if missing:
+        raise SystemExit(f'error: {args.csv} has no {args.variant!r} row for {missing}; models '
+                         f'there: {sorted(lat)}')
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for model, value in maps.items():
+        ax.plot(lat[model], value, 'o')
+        ax.annotate(f'{model}\n{lat[model]:.0f} ms, {value:.3f}', (lat[model], value), fontsize=7,
+                    xytext=(4, 4), textcoords='offset points')
+    ax.set_xlabel(f'latency (ms, median), {args.variant}')
+    ax.set_ylabel('DemoShapes bbox mAP@[.5:.95]')
+    ax.set_title(args.title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.margins(0.25)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f'wrote {args.out}')
+    return args.out
+
+
+if __name__ == '__main__':
+    sys.exit(main() and 0)
