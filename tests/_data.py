@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -199,6 +199,19 @@ log_processor = dict(window_size=1)
 randomness = dict(seed=0)
 """)
     return path
+
+
+def mmdet_predictions(cfg: str, ckpt: str, paths: Sequence[str]) -> List[dict]:
+    """mmdet's own pipeline on image files (file -> test pipeline -> preprocessor -> predict,
+    rescaled to the image): the reference of the no-PyTorch inference tool."""
+    from mmdet.apis import inference_detector, init_detector
+    model = init_detector(cfg, ckpt, device='cpu')
+    out = []
+    for path in paths:
+        pred = inference_detector(model, path).pred_instances
+        out.append(dict(bboxes=pred.bboxes.numpy(), scores=pred.scores.numpy(),
+                        labels=pred.labels.numpy()))
+    return out
 
 
 # --------------------------------------------------------------------------- running the tools

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from _data import REPO, load_tool, tiny_config, tool_env
+from _data import REPO, load_tool, mmdet_predictions, tiny_config, tool_env
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
@@ -166,18 +166,6 @@ def test_mmdet_retinanet_r18(tmp_path):
 
 
 # ------------------------------------------------------------------------------ onnx_inference.py
-def mmdet_predictions(setup, paths):
-    """mmdet's own pipeline (file -> Resize -> preprocessor -> predict, rescaled to the image)."""
-    from mmdet.apis import inference_detector, init_detector
-    model = init_detector(setup['cfg'], setup['ckpt'], device='cpu')
-    out = []
-    for path in paths:
-        pred = inference_detector(model, path).pred_instances
-        out.append(dict(bboxes=pred.bboxes.numpy(), scores=pred.scores.numpy(),
-                        labels=pred.labels.numpy()))
-    return out
-
-
 def test_onnx_inference_matches_mmdet_pipeline_and_coco_metric(setup, inference, tmp_path, capsys):
     """On images (not tensors) the tool gives mmdet's detections in original pixels, and its
     pycocotools mAP equals mmdet's CocoMetric on the same predictions.
@@ -189,7 +177,7 @@ def test_onnx_inference_matches_mmdet_pipeline_and_coco_metric(setup, inference,
     val = setup['data']
     ann = json.load(open(val['val_ann']))
     paths = [os.path.join(val['val_img_dir'], im['file_name']) for im in ann['images']]
-    reference = mmdet_predictions(setup, paths)
+    reference = mmdet_predictions(setup['cfg'], setup['ckpt'], paths)
     session, meta = inference.load_model(setup['onnx'])
     ours = [r for _, _, r, _ in inference.detect(session, meta, paths, batch_size=2)]
     for ref, got in zip(reference, ours):

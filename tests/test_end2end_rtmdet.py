@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from _data import CONFIGS, load_tool, run_tool
+from _data import CONFIGS, load_tool, mmdet_predictions, run_tool
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
@@ -244,18 +244,6 @@ def test_metadata_records_pad(trained_like):
         pad_size_divisor=1, pad_value=0.0)
     assert json.loads(meta['classes']) == list(DEMO_SHAPES_CLASSES)
     assert json.loads(meta['test_cfg'])['max_per_img'] == 40
-
-
-def mmdet_predictions(cfg: str, ckpt: str, paths):
-    """mmdet's own pipeline (file -> Resize -> Pad -> preprocessor -> predict, rescaled)."""
-    from mmdet.apis import inference_detector, init_detector
-    model = init_detector(cfg, ckpt, device='cpu')
-    out = []
-    for path in paths:
-        pred = inference_detector(model, path).pred_instances
-        out.append(dict(bboxes=pred.bboxes.numpy(), scores=pred.scores.numpy(),
-                        labels=pred.labels.numpy()))
-    return out
 
 
 def test_onnx_inference_eval_equals_tools_test(trained_like, tmp_path, single_thread):
