@@ -24,6 +24,7 @@ COMMANDS = {
     'demo': 'demo.py',
     'export-onnx': 'deployment/export_onnx.py',
     'onnx-inference': 'deployment/onnx_inference.py',
+    'check-mmdeploy': 'deployment/check_mmdeploy.py',
     'benchmark': 'analysis_tools/benchmark.py',
     'get-flops': 'analysis_tools/get_flops.py',
     'plot-curve': 'analysis_tools/plot_curve.py',

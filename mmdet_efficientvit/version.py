@@ -1,5 +1,5 @@
 """The package version and the library versions it supports: read by ``setup.py`` (without importing
-the package) and by the import guard in ``compat.py``."""
+the package) and by the import guards in ``compat/``."""
 __version__ = '0.1.0'
 
 # (package, lowest supported, first unsupported). CI tests torch 2.14.1, mmengine 0.10.7, mmcv 2.1.0 and
@@ -19,6 +19,15 @@ FLOOR_REASONS = {
     'torch': 'safe checkpoint loading registers (object, name) pairs with '
              'torch.serialization.add_safe_globals, which torch accepts from 2.6 on',
 }
+
+
+# mmdeploy is optional: ``compat/mmdeploy.py`` makes this release export on torch >= 2.9. It is installed
+# with --no-deps (its pins, protobuf<=3.20.2 among them, would downgrade what onnx needs), plus the
+# small packages it imports that the stack lacks (the ``mmdeploy`` extra of setup.py).
+MMDEPLOY_VERSION = '1.3.1'
+MMDEPLOY_DEPS = ('aenum', 'prettytable', 'terminaltables', 'multiprocess')
+MMDEPLOY_INSTALL = (f'pip install --no-deps mmdeploy=={MMDEPLOY_VERSION} && '
+                    f"pip install {' '.join(MMDEPLOY_DEPS)}")
 
 
 def requirement(package: str) -> str:

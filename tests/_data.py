@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 
@@ -240,6 +241,16 @@ def run_tool(args: Sequence[str], cwd: Path = REPO, timeout: float = 300,
     return subprocess.run(cmd + [str(a) for a in args[1:]], cwd=cwd,
                           env=tool_env(PYTHON=sys.executable, **env), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def error_line(capsys, main, argv: Sequence[str]) -> str:
+    """The one ``error: ...`` line that a tool's ``main(argv)`` prints before exiting with 1."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('error: ') and '\n' not in err, err
+    return err
 
 
 def free_port() -> int:

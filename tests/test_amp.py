@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 from _data import CONFIGS, load_tool, randomize, run_tool
-from mmdet_efficientvit.analysis.builders import build_backbone_and_neck
+from mmdet_efficientvit.models.builders import build_backbone_and_neck
 from mmdet_efficientvit.analysis.precision import GRADIENT_COSINE, TOLERANCE, relative_error
 from mmdet_efficientvit.models.backbones.efficientvit import (CascadedGroupAttention, Conv2dBN,
                                                               EfficientViT)

@@ -1,6 +1,8 @@
-"""The demo config, tools/demo.py (pictures with boxes) and the curve plotting tool."""
+"""The demo config, tools/demo.py (pictures with boxes) and the plotting tools (training curves,
+latency against mAP)."""
 import json
 import os.path as osp
+import re
 
 import cv2
 import numpy as np
@@ -129,3 +131,23 @@ def test_plot_curve(tmp_path):
     scalars.write_text('not json\n')
     with pytest.raises(ValueError, match='not a JSON record'):
         plot.load_scalars(str(scalars))
+
+
+def test_plot_latency_map(tmp_path, capsys):
+    """One variant's latencies from a benchmark CSV against the demo mAPs; bad --map entries and
+    models the CSV lacks are one-line errors."""
+    plot = load_tool('analysis_tools/plot_latency_map.py')
+    csv_path = tmp_path / 'realtime.csv'
+    csv_path.write_text('model,variant,latency_ms_bs1\n'
+                        'A,onnxruntime end2end fp32,50\nB,onnxruntime end2end fp32,100\n'
+                        'A,eager predict (deployed, NMS),80\n')
+    out = tmp_path / 'map.png'
+    assert plot.latencies(str(csv_path), 'onnxruntime end2end fp32') == {'A': 50.0, 'B': 100.0}
+    plot.main([str(csv_path), '--map', 'A=0.6', 'B=0.7', '--out', str(out)])
+    img = cv2.imread(str(out))
+    assert img is not None and img.std() > 5
+    for argv, message in ((['--map', 'A:0.6'], 'is not MODEL=MAP'),
+                          (['--map', 'C=0.6'], "no 'onnxruntime end2end fp32' row for ['C']"),
+                          (['--map', 'A=0.6', '--variant', 'x'], 'has no rows of variant')):
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            plot.main([str(csv_path), *argv, '--out', str(out)])

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from _data import REPO, load_tool, mmdet_predictions, tiny_config, tool_env
+from _data import REPO, error_line, load_tool, mmdet_predictions, tiny_config, tool_env
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
-from mmdet_efficientvit.analysis.builders import (build_detector, image_data_samples,  # noqa: E402
-                                                  randomize_batchnorm)
+from mmdet_efficientvit.models.builders import (build_detector, image_data_samples,  # noqa: E402
+                                                randomize_batchnorm)
 from mmdet_efficientvit.datasets.demo_shapes import (DEMO_SHAPES_CLASSES,  # noqa: E402
                                                      generate_demo_shapes)
 from mmdet_efficientvit.deployment.end2end import End2EndDetector, check_supported  # noqa: E402
@@ -145,9 +145,10 @@ def test_metadata(setup):
 
 
 def test_unsupported_detector_refused():
-    mask_rcnn = build_detector(str(REPO / 'configs' / 'mask_rcnn_evit_m0_fpn_1x_coco.py'))
-    with pytest.raises(ConfigError, match='supports RetinaNet.*this model has detector MaskRCNN') as err:
-        check_supported(mask_rcnn)
+    faster_rcnn = build_detector('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
+    with pytest.raises(ConfigError,
+                       match='supports RetinaNet.*this model has detector FasterRCNN') as err:
+        check_supported(faster_rcnn)
     assert '\n' not in str(err.value)
 
 
@@ -198,12 +199,16 @@ def test_onnx_inference_matches_mmdet_pipeline_and_coco_metric(setup, inference,
     gt_file.write_text(json.dumps(dict(ann, annotations=gt)))
     out = tmp_path / 'out'
     stats = inference.main([setup['onnx'], val['val_img_dir'], '--eval', str(gt_file),
-                            '--out-dir', str(out), '--threads', '1', '--profile'])
+                            '--out-dir', str(out), '--threads', '1', '--profile'])['bbox']
     assert stats[0] > 0.95
     assert len(list(out.glob('*.png'))) == NUM_VAL
-    line = re.search(r'onnxruntime node time by operator: (.*)', capsys.readouterr().out).group(1)
+    printed = capsys.readouterr().out
+    line = re.search(r'onnxruntime node time by operator: (.*)', printed).group(1)
     shares = {op: float(pct) for op, pct in re.findall(r'(\w+) (\d+\.\d)%', line)}
     assert shares['Conv'] > 5 and 'TopK' in shares and sum(shares.values()) <= 100.1
+    line = re.search(r'onnxruntime node time by part: (.*)', printed).group(1)
+    parts = {p: float(pct) for p, pct in re.findall(r'(\w+) (\d+\.\d)%', line)}
+    assert {'backbone', 'neck', 'bbox_head', 'other'} <= set(parts) and sum(parts.values()) <= 100.1
 
     records = json.load(open(out / 'results.bbox.json'))
     metric = CocoMetric(ann_file=str(gt_file), metric='bbox')
@@ -259,15 +264,6 @@ def test_onnx_inference_without_torch(setup, tmp_path):
     assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == sorted(
         n.replace('.jpg', '.png') for n in os.listdir(images) if n != 'broken.jpg')
     assert proc.stdout.count('detections >= 0.5') == 2
-
-
-def error_line(capsys, main, argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith('error: ') and '\n' not in err, err
-    return err
 
 
 def test_onnx_inference_bad_input(setup, inference, tmp_path, capsys):
@@ -362,8 +358,8 @@ def test_int8_produces_boxes(setup, capsys):
 
 def test_export_tool_bad_input(setup, tmp_path):
     tool = load_tool('deployment/export_onnx.py')
-    with pytest.raises(ConfigError, match='supports RetinaNet.*MaskRCNN'):
-        tool.main([str(REPO / 'configs' / 'mask_rcnn_evit_m0_fpn_1x_coco.py'), '--end2end',
+    with pytest.raises(ConfigError, match='supports RetinaNet.*FasterRCNN'):
+        tool.main(['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', '--end2end',
                    '--out', str(tmp_path / 'x.onnx')])
     from mmdet_efficientvit.errors import SetupError
     with pytest.raises(SetupError, match='already exists.*--overwrite'):
@@ -386,3 +382,27 @@ def test_benchmark_end2end_group(tmp_path):
     assert all(c.latency_ms > 0 and c.size == (96, 128) for c in cases)
     assert cases[2].reference == cases[1].key
     assert 'RetinaNet-R50' in cases[0].reference and 'RetinaNet-R50' in cases[1].reference
+
+
+@pytest.mark.slow
+def test_benchmark_realtime_group(tmp_path):
+    """``benchmark.py --groups realtime`` with config files (as docs/realtime.md times the demo
+    ablations): every row against the reference detector's row of the same variant, which is added
+    when not listed; an unknown detector is refused by argparse in one line."""
+    benchmark = load_tool('analysis_tools/benchmark.py')
+    ours, tiny = ('configs/demo/ablations/rtmdet_evit_fpn_demo_shapes.py',
+                  'configs/demo/rtmdet_tiny_demo_shapes.py')
+    cases = benchmark.main([
+        '--groups', 'realtime', '--realtime-detectors', ours, '--realtime-reference', tiny,
+        '--realtime-size', '96x128', '--repeats', '1', '--warmup', '1', '--min-run-time', '0.01',
+        '--threads', '1', '--no-memory', '--out', str(tmp_path / 'realtime.csv')])
+    assert [c.model for c in cases] == (['rtmdet_evit_fpn_demo_shapes'] * 3
+                                        + ['rtmdet_tiny_demo_shapes'] * 3)
+    by_key = {c.key: c for c in cases}
+    for case in cases:
+        assert case.latency_ms > 0 and case.size == (96, 128)
+        reference = by_key[case.reference]
+        assert reference.model == 'rtmdet_tiny_demo_shapes' and reference.variant == case.variant
+    assert cases[0].flops < cases[3].flops  # the EfficientViT detector is the lighter one
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--groups', 'realtime', '--realtime-detectors', 'rtmdet-evit-m9'])

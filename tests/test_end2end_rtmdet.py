@@ -21,9 +21,9 @@ from _data import CONFIGS, load_tool, mmdet_predictions, run_tool
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
-from mmdet_efficientvit.analysis.builders import (CALIBRATION_SIZE, build_detector,  # noqa: E402
-                                                  calibrate_batchnorm, image_data_samples,
-                                                  randomize_batchnorm)
+from mmdet_efficientvit.models.builders import (CALIBRATION_SIZE, build_detector,  # noqa: E402
+                                                calibrate_batchnorm, image_data_samples,
+                                                randomize_batchnorm)
 from mmdet_efficientvit.datasets.demo_shapes import (DEMO_SHAPES_CLASSES,  # noqa: E402
                                                      generate_demo_shapes)
 from mmdet_efficientvit.deployment.end2end import (OUTPUT_NAMES, End2EndDetector,  # noqa: E402
@@ -285,7 +285,7 @@ def test_onnx_inference_eval_equals_tools_test(trained_like, tmp_path, single_th
     assert out.returncode == 0, out.stderr[-3000:]
     mmdet_map = float(MAP_LINE.search(out.stdout + out.stderr).group(1))
     stats = inference.main([trained_like['onnx'], val['val_img_dir'], '--eval', str(gt_file),
-                            '--out-dir', str(tmp_path / 'onnx'), '--threads', '1', '--no-vis'])
+                            '--out-dir', str(tmp_path / 'onnx'), '--threads', '1', '--no-vis'])['bbox']
     assert 0.2 < mmdet_map < 0.95
     assert abs(stats[0] - mmdet_map) <= 0.0005 + 1e-6  # CocoMetric rounds to 3 decimals
 

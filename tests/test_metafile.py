@@ -6,7 +6,7 @@ the model zoo and freshly counted parameters (FLOPs recounted for one config, th
 import pytest
 import yaml
 
-from mmdet_efficientvit.analysis.builders import build_detector
+from mmdet_efficientvit.models.builders import build_detector
 from mmdet_efficientvit.analysis.flops import detector_complexity
 from mmdet_efficientvit.model_zoo import DETECTION_RELEASES, MODEL_ZOO_URL, imagenet_checkpoint, resolve
 from mmdet_efficientvit.resources import load_config

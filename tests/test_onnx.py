@@ -12,8 +12,8 @@ import pytest
 import torch
 from _data import REPO, load_tool
 
-from mmdet_efficientvit.analysis.builders import (Backbone, RawDetector, build_backbone,
-                                                  build_detector, randomize_batchnorm)
+from mmdet_efficientvit.models.builders import (Backbone, RawDetector, build_backbone,
+                                                build_detector, randomize_batchnorm)
 from mmdet_efficientvit.models.utils import deploy_model
 
 ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')

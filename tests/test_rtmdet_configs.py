@@ -1,6 +1,7 @@
 """The real-time configs (configs/rtmdet_evit_m*_8xb32-300e_coco.py): mmdet's RTMDet-tiny recipe field by
 field with the EfficientViT backbone swapped in, the stride bridge's strides, a training step of every
-arch, and the demo pair (ours and mmdet's RTMDet-tiny trained with one recipe)."""
+arch, and the demo pair (ours and mmdet's RTMDet-tiny trained with one recipe) with the stride-bridge
+ablations of docs/realtime.md."""
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -21,6 +22,7 @@ RTMDET = [f'rtmdet_evit_{a}_8xb32-300e_coco.py' for a in ARCHS]
 TINY = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 DEMO = 'demo/rtmdet_evit_demo_shapes.py'
 DEMO_TINY = 'demo/rtmdet_tiny_demo_shapes.py'
+ABLATIONS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.glob('demo/ablations/*.py'))
 
 
 def build(cfg: Config) -> torch.nn.Module:
@@ -90,7 +92,7 @@ def test_rtmdet_tiny_recipe_with_efficientvit(name):
     assert neck.out_channels == cfg.model.bbox_head.in_channels == tiny.model.neck.out_channels
 
 
-@pytest.mark.parametrize('name', RTMDET + [DEMO, DEMO_TINY])
+@pytest.mark.parametrize('name', RTMDET + [DEMO, DEMO_TINY] + ABLATIONS)
 def test_builds_and_trains_a_step_at_rtmdet_strides(name):
     """One forward+backward on two 128x160 images: the neck gives strides 8/16/32 with the head's
     width, every parameter gets a gradient, and the attention-bias tables are not decayed."""
@@ -129,3 +131,19 @@ def test_demo_pair_shares_one_recipe():
     for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
                 'train_cfg', 'custom_hooks', 'val_evaluator'):
         assert ours[key] == tiny[key], key
+
+
+@pytest.mark.parametrize('name', ABLATIONS)
+def test_ablations_change_only_the_bridge(name):
+    """An ablation is the shipped demo with another neck or other head convs (their kind, depth or
+    sharing): data, recipe, backbone, assigner, losses and the head's width are the demo's."""
+    ours, ablation = (load_config(str(CONFIGS / n)) for n in (DEMO, name))
+    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
+                'train_cfg', 'custom_hooks', 'val_evaluator'):
+        assert ablation[key] == ours[key], key
+    for key in ('data_preprocessor', 'backbone', 'train_cfg', 'test_cfg'):
+        assert ablation.model[key] == ours.model[key], key
+    assert (ablation.model.neck, ablation.model.bbox_head) != (ours.model.neck, ours.model.bbox_head)
+    conv_layout = ('use_depthwise', 'share_conv', 'stacked_convs')
+    assert ({k: v for k, v in ablation.model.bbox_head.items() if k not in conv_layout}
+            == {k: v for k, v in ours.model.bbox_head.items() if k not in conv_layout})

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# `make demo` / `make demo-realtime` (after setup): generate DemoShapes, train a detector from scratch
+# `make demo` / `make demo-realtime` / `make demo-mask` (after setup): generate DemoShapes, train a detector from scratch
 # on the CPU, evaluate it with pycocotools, draw detections on val images and plot the loss curve.
 # DEMO picks the detector:
 #   retinanet      RetinaNet-EfficientViT-M0 (`make demo`; into work_dirs/demo_shapes, outputs/)
 #   realtime       RTMDet-EfficientViT-M0 (`make demo-realtime`; work_dirs/demo_rtmdet, outputs/realtime/)
 #   realtime-tiny  mmdet's RTMDet-tiny with the same recipe, the reference of docs/realtime.md
 #                  (work_dirs/demo_rtmdet_tiny, outputs/realtime_tiny/)
+#   mask           Mask R-CNN-EfficientViT-M0, boxes and masks (`make demo-mask`; work_dirs/demo_mask_rcnn,
+#                  outputs/mask/)
+#   configs/demo/X.py  any DemoShapes config (work_dirs/X, outputs/X/), e.g. configs/demo/ablations/*.py
 # Environment overrides: DEMO, PY (python), WORK_DIR, OUT_DIR, NUM_TRAIN, NUM_VAL, THREADS.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PY:-$ROOT/.venv/bin/python}"
+KEYS="loss loss_cls loss_bbox lr"      # the losses of the training curve
 case "${DEMO:-retinanet}" in
   retinanet)
     CONFIG=configs/demo/retinanet_evit_demo_shapes.py; WORK=work_dirs/demo_shapes; OUT=outputs
@@ -22,8 +26,14 @@ case "${DEMO:-retinanet}" in
   realtime-tiny)
     CONFIG=configs/demo/rtmdet_tiny_demo_shapes.py; WORK=work_dirs/demo_rtmdet_tiny
     OUT=outputs/realtime_tiny; TITLE="mmdet RTMDet-tiny" ;;
+  mask)
+    CONFIG=configs/demo/mask_rcnn_evit_demo_shapes.py; WORK=work_dirs/demo_mask_rcnn; OUT=outputs/mask
+    TITLE="Mask R-CNN EfficientViT-M0"; KEYS="loss loss_cls loss_bbox loss_mask lr" ;;
+  configs/demo/*.py)  # any DemoShapes config, e.g. the stride-bridge ablations of docs/realtime.md
+    [ -f "$DEMO" ] || { echo "error: DEMO=$DEMO: no such config" >&2; exit 2; }
+    CONFIG=$DEMO; NAME=$(basename "$DEMO" .py); WORK=work_dirs/$NAME; OUT=outputs/$NAME; TITLE=$NAME ;;
   *)
-    echo "error: DEMO=$DEMO is not a demo: use DEMO=retinanet (make demo), realtime (make demo-realtime) or realtime-tiny" >&2
+    echo "error: DEMO=$DEMO is not a demo: use DEMO=retinanet (make demo), realtime (make demo-realtime), realtime-tiny, mask (make demo-mask) or a configs/demo/*.py file" >&2
     exit 2 ;;
 esac
 DATA=data/demo_shapes                  # the configs' data_root (configs/demo/_base_/demo_shapes_cpu.py)
@@ -60,6 +70,6 @@ echo "==> [demo] detection pictures and training curve into $OUT_DIR/"
 "$PY" tools/demo.py "$DATA/val" "$CONFIG" "$CKPT" --out-dir "$OUT_DIR/demo_detections" \
   --max-images 8
 SCALARS="$(ls -t "$WORK_DIR"/*/vis_data/scalars.json | head -n 1)"
-"$PY" tools/analysis_tools/plot_curve.py "$SCALARS" --keys loss loss_cls loss_bbox lr \
+"$PY" tools/analysis_tools/plot_curve.py "$SCALARS" --keys $KEYS \
   --out "$OUT_DIR/demo_loss_curve.png" --title "$TITLE, DemoShapes (from scratch)"
 echo "==> [demo] done: $OUT_DIR/demo_detections/*.png, $OUT_DIR/demo_loss_curve.png"

@@ -3,7 +3,8 @@
 #
 # torch 2.14.1 + torchvision 0.29.1, setuptools >=77,<81 (mmcv and mmengine import pkg_resources),
 # mmengine 0.10.7, mmcv 2.1.0 built from its sdist with compiled ops (C++20 for torch 2.14 headers),
-# mmdet 3.3.0, timm, pycocotools, onnx/onnxruntime, pytest, and this package in editable mode.
+# mmdet 3.3.0, timm, pycocotools, onnx/onnxruntime, openvino (onnx_inference.py's optional second
+# runtime, for its tests), pytest, and this package in editable mode.
 # The mmcv wheel is cached in ~/.cache/mmdet-efficientvit/wheels/ keyed by every version it depends on
 # (on CUDA also the CUDA version and GPU arches), so only the first setup on a machine pays the build.
 # CUDA machines: tools/setup_cuda.py decides which torch (TORCH_KEEP / TORCH_SPEC / TORCH_INDEX_URL),
@@ -20,7 +21,7 @@ MMCV=2.1.0
 STACK=(
   "setuptools>=77,<81" wheel ninja "numpy<3"
   "mmengine==0.10.7" "mmdet==3.3.0" "timm>=1.0.15" "safetensors" "pycocotools"
-  "onnx" "onnxruntime" "matplotlib" "pytest" "pytest-timeout"
+  "onnx" "onnxruntime" "openvino" "matplotlib" "pytest" "pytest-timeout"
 )
 STAMP_KEY="torch=$TORCH tv=$TORCHVISION mmcv=$MMCV stack=${STACK[*]} setup=$(sha1sum "$ROOT/setup.py" | cut -c1-12)"
 # The CUDA choices (each only when set, so a CPU machine's key stays as it was).

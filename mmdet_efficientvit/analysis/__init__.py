@@ -1,2 +1,3 @@
-"""Analysis: models built for measuring (``builders``), params/FLOPs (``flops``) and the speed and
-memory benchmark library (``benchmark``) behind ``tools/analysis_tools/``."""
+"""Analysis: params/FLOPs (``flops``), numeric tolerances (``precision``) and the speed and memory
+benchmark library (``benchmark``) behind ``tools/analysis_tools/``; the models they measure are built
+by ``models.builders``, shared with ``deployment``."""

@@ -15,7 +15,7 @@ from mmengine.config import Config
 
 from ..model_zoo import CLS_WINDOW_SIZE, PAPER_MFLOPS
 from ..models.utils.deploy import deploy_model
-from .builders import TensorModeDetector, build_backbone, build_detector
+from ..models.builders import TensorModeDetector, build_backbone, build_detector
 
 
 def build_classifier_head(in_channels: int, num_classes: int = 1000) -> nn.Module:

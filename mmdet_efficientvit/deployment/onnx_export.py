@@ -4,9 +4,9 @@ The TorchScript-based exporter (``dynamo=False``) is used: it records the shape 
 window attention (padding amounts, window counts) as graph ops, and the attention makes its
 one-window-or-several choice inside the graph while traced (``LocalWindowAttention``), so one graph
 serves every input size, small ones included. ``check_onnx`` compares raw outputs,
-``check_end2end`` the detections of an end-to-end graph with the detector's ``predict``. A size at
-which PyTorch itself cannot run the model (e.g. RTMDet's CSPNeXtPAFPN needs multiples of 32) is
-skipped with the reason; the check fails if no size is left.
+``check_end2end`` the detections (and pasted masks) of an end-to-end graph with the detector's
+``predict``. A size at which PyTorch itself cannot run the model (e.g. RTMDet's CSPNeXtPAFPN needs
+multiples of 32) is skipped with the reason; the check fails if no size is left.
 """
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence
@@ -16,6 +16,12 @@ import torch
 import torch.nn as nn
 
 DEFAULT_OPSET = 17
+# Masks judged by IoU: not those of boxes narrower than MIN_MASK_SIDE px (slivers clipped at the
+# border: a 28-px mask stretched over a pixel column moves pixels across the threshold with 1e-3 px
+# of box noise), nor masks of fewer than MIN_MASK_PIXELS pixels in predict (two boundary pixels
+# that flip with 1e-4 of noise in the probability cost them 0.98; random weights make such specks)
+MIN_MASK_SIDE = 2.0
+MIN_MASK_PIXELS = 100
 
 
 def export_onnx(model: nn.Module,
@@ -131,12 +137,13 @@ def match_detections(ref: Dict[str, np.ndarray], got: Dict[str, np.ndarray],
     """Pair each reference detection (best score first) with an unpaired one of the same label and
     IoU > ``min_iou``. ``ref``/``got``: ``bboxes`` (N, 4), ``scores`` (N,), ``labels`` (N,).
 
-    Returns ``dict(ref, got, matched, max_score_diff, max_box_diff)`` (diffs over the pairs).
+    Returns ``dict(ref, got, matched, max_score_diff, max_box_diff, pairs)`` (diffs over the
+    pairs; ``pairs``: (index in ref, index in got) of each).
     """
     n, m = len(ref['scores']), len(got['scores'])
     free = np.ones(m, bool)
     score_diff = box_diff = 0.0
-    matched = 0
+    pairs = []
     iou = box_iou(ref['bboxes'], got['bboxes']) if n and m else np.zeros((n, m))
     for i in np.argsort(-ref['scores'], kind='stable'):
         ok = free & (got['labels'] == ref['labels'][i]) & (iou[i] > min_iou)
@@ -144,10 +151,11 @@ def match_detections(ref: Dict[str, np.ndarray], got: Dict[str, np.ndarray],
             continue
         j = int(np.argmax(np.where(ok, iou[i], -1)))
         free[j] = False
-        matched += 1
+        pairs.append((int(i), j))
         score_diff = max(score_diff, abs(float(ref['scores'][i] - got['scores'][j])))
         box_diff = max(box_diff, float(np.abs(ref['bboxes'][i] - got['bboxes'][j]).max()))
-    return dict(ref=n, got=m, matched=matched, max_score_diff=score_diff, max_box_diff=box_diff)
+    return dict(ref=n, got=m, matched=len(pairs), max_score_diff=score_diff, max_box_diff=box_diff,
+                pairs=pairs)
 
 
 def detections(dets: np.ndarray, labels: np.ndarray) -> Dict[str, np.ndarray]:
@@ -156,35 +164,81 @@ def detections(dets: np.ndarray, labels: np.ndarray) -> Dict[str, np.ndarray]:
     return dict(bboxes=dets[keep, :4], scores=dets[keep, 4], labels=labels[keep])
 
 
+def paste_masks(masks: np.ndarray, boxes: np.ndarray, height: int, width: int,
+                threshold: float) -> torch.Tensor:
+    """(N, M, M) per-box mask probabilities (an end-to-end graph's ``masks``) pasted into a
+    ``height`` x ``width`` image by mmdet's own ``_do_paste_mask`` and thresholded as
+    ``FCNMaskHead`` thresholds them: (N, height, width) bool."""
+    from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
+    pasted, _ = _do_paste_mask(torch.from_numpy(masks).unsqueeze(1), torch.from_numpy(boxes),
+                               height, width, skip_empty=False)
+    return pasted >= threshold
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """(N,) IoU of paired (N, H, W) bool masks; 1 where both are empty."""
+    inter = (a & b).flatten(1).sum(1).double()
+    union = (a | b).flatten(1).sum(1).double()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).numpy()
+
+
+def _judged_mask(pred, index: int) -> bool:
+    """Whether ``predict``'s detection ``index`` has a mask that IoU can judge (see
+    :data:`MIN_MASK_PIXELS`)."""
+    box = pred.bboxes[index]
+    return bool((box[2:] - box[:2] >= MIN_MASK_SIDE).all()
+                and pred.masks[index].sum() >= MIN_MASK_PIXELS)
+
+
 def check_end2end(path: str, detector: nn.Module, inputs: List[torch.Tensor],
-                  score_atol: float = 1e-4, min_match: float = 0.99, session=None) -> List[Dict]:
+                  score_atol: float = 1e-4, min_match: float = 0.99, min_mask_iou: float = 0.98,
+                  session=None) -> List[Dict]:
     """Compare an end-to-end graph with the detector's own ``predict`` (with NMS) on each input.
 
     Detections are paired (same label, IoU > 0.99, see :func:`match_detections`); raise unless at
     least ``min_match`` of them pair up on every input and paired scores agree within
-    ``score_atol``. Returns one record per input: ``shape`` and the summed pairing counts, or
-    ``shape`` and ``skipped`` where PyTorch itself cannot run (:func:`pytorch_reference`).
+    ``score_atol``. A graph with ``masks`` has them pasted (:func:`paste_masks`, the detector's
+    ``test_cfg.rcnn.mask_thr_binary``): every pair's mask IoU with ``predict``'s must exceed
+    ``min_mask_iou`` (pairs whose box has both sides >= :data:`MIN_MASK_SIDE` and whose mask in
+    ``predict`` has at least :data:`MIN_MASK_PIXELS` pixels). Returns one record
+    per input: ``shape`` and the summed pairing counts (and ``masks``, the number of masks judged,
+    and their ``min_mask_iou``), or ``shape`` and ``skipped`` where PyTorch itself cannot run
+    (:func:`pytorch_reference`).
     """
-    from ..analysis.builders import image_data_samples
+    from ..models.builders import image_data_samples
     session = session or ort_session(path)
+    names = [o.name for o in session.get_outputs()]
+    with_masks = 'masks' in names
     records = []
     for x in inputs:
         ref, skipped = pytorch_reference(lambda t: detector.predict(t, image_data_samples(t)), x)
         if skipped:
             records.append(dict(shape=tuple(x.shape), skipped=skipped))
             continue
-        dets, labels = session.run(None, {'input': x.numpy()})
+        out = dict(zip(names, session.run(None, {'input': x.numpy()})))
         record = dict(shape=tuple(x.shape), ref=0, got=0, matched=0, max_score_diff=0.,
                       max_box_diff=0.)
+        if with_masks:
+            record.update(masks=0, min_mask_iou=1.)
         for i, sample in enumerate(ref):
             pred = sample.pred_instances
+            got = detections(out['dets'][i], out['labels'][i])
             pair = match_detections(
                 dict(bboxes=pred.bboxes.numpy(), scores=pred.scores.numpy(),
-                     labels=pred.labels.numpy()), detections(dets[i], labels[i]))
+                     labels=pred.labels.numpy()), got)
             for key in ('ref', 'got', 'matched'):
                 record[key] += pair[key]
             for key in ('max_score_diff', 'max_box_diff'):
                 record[key] = max(record[key], pair[key])
+            judged = [(r, g) for r, g in pair['pairs'] if with_masks and _judged_mask(pred, r)]
+            if judged:
+                ref_index, got_index = (list(index) for index in zip(*judged))
+                masks = out['masks'][i][out['labels'][i] >= 0][got_index]
+                pasted = paste_masks(masks, got['bboxes'][got_index], x.shape[2], x.shape[3],
+                                     detector.test_cfg['rcnn']['mask_thr_binary'])
+                iou = mask_iou(pasted, pred.masks[ref_index].bool())
+                record['masks'] += len(judged)
+                record['min_mask_iou'] = min(record['min_mask_iou'], float(iou.min()))
         records.append(record)
         most = max(record['ref'], record['got'])
         if record['matched'] < min_match * most or record['max_score_diff'] > score_atol:
@@ -192,4 +246,8 @@ def check_end2end(path: str, detector: nn.Module, inputs: List[torch.Tensor],
                 f"{path}: for input {record['shape']} only {record['matched']} of {most} detections "
                 f"match PyTorch's predict (onnxruntime {record['got']}, PyTorch {record['ref']}; "
                 f"largest score difference {record['max_score_diff']:.2g})")
+        if with_masks and not record['min_mask_iou'] > min_mask_iou:
+            raise RuntimeError(
+                f"{path}: for input {record['shape']} a pasted mask has IoU "
+                f"{record['min_mask_iou']:.3f} <= {min_mask_iou} with PyTorch's predict")
     return _require_checked(path, records)

@@ -14,16 +14,20 @@ Groups (select with ``--groups``):
   with almost no boxes (a lower bound: a trained model on a busy image keeps more candidates).
 * ``onnx``: the deployed backbone (and with ``detector`` also the detector without NMS) exported to
   ONNX and run under onnxruntime at ``--det-size``, next to eager PyTorch deployed.
-* ``end2end``: image tensor to final boxes at ``--det-size``, bs=1, for ``--e2e-detectors``: eager
-  ``predict`` (deployed, with NMS) vs the end-to-end ONNX graph (``export_onnx.py --end2end``) under
-  onnxruntime in fp32 and INT8 (not in the default groups: export and quantization take minutes).
-  Random weights, with the classification biases set so that scores sit below ``score_thr``: NMS
-  sees few boxes in every variant.
+* ``end2end``: image tensor to final boxes, bs=1, for ``--e2e-detectors``, RetinaNets at
+  ``--det-size`` and the real-time keys (``rtmdet-*``) at ``--realtime-size`` (as the group
+  ``end2end@realtime``): eager ``predict`` (deployed, with NMS) vs the end-to-end ONNX graph
+  (``export_onnx.py --end2end``) under onnxruntime in fp32 and INT8 and, for
+  ``--openvino-detectors``, under OpenVINO in f32 and bf16 (bf16 only where the CPU has it: the
+  report says so in a note line; no OpenVINO rows where OpenVINO is not installed). Not in the
+  default groups: export and quantization take minutes. Random weights, with the classification
+  biases set so that scores sit below ``score_thr``: NMS sees few boxes in every variant.
 * ``realtime``: the same three variants at ``--realtime-size`` (640x640, RTMDet's) for
   ``--realtime-detectors``: the real-time EfficientViT detectors
   (``configs/rtmdet_evit_m*_8xb32-300e_coco.py``), mmdet's RTMDet-tiny and, for scale,
-  RetinaNet-EfficientViT-M0; every row against RTMDet-tiny's row of the same variant (not in the
-  default groups).
+  RetinaNet-EfficientViT-M0; every row against ``--realtime-reference``'s row of the same variant
+  (RTMDet-tiny; not in the default groups). Both options also take config files, e.g. the
+  stride-bridge ablations of ``docs/realtime.md`` (``configs/demo/ablations/*.py``).
 
 How cases are timed and how memory is measured: ``mmdet_efficientvit/analysis/benchmark/measure.py``.
 
@@ -53,11 +57,12 @@ from typing import List
 
 import torch
 
-from mmdet_efficientvit.analysis.benchmark.cases import (ALL_DETECTORS, DETECTORS, PRECISIONS,
-                                                         REALTIME_DETECTORS, Case, amp_dtype,
-                                                         backbone_cases, detector_cases,
-                                                         device_backbone_cases, device_detector_cases,
-                                                         end2end_cases, onnx_backbone_cases)
+from mmdet_efficientvit.analysis.benchmark.cases import (DETECTORS, PRECISIONS, REALTIME_DETECTORS,
+                                                         Case, amp_dtype, backbone_cases,
+                                                         detector_cases, device_backbone_cases,
+                                                         device_detector_cases, end2end_cases,
+                                                         onnx_backbone_cases, openvino_precisions,
+                                                         resolve_detector)
 from mmdet_efficientvit.analysis.benchmark.measure import (measure_cuda_memory, measure_memory,
                                                            time_group)
 from mmdet_efficientvit.analysis.benchmark.report import (CUDA_MEMORY_HEADER, MEMORY_HEADER,
@@ -88,14 +93,21 @@ def parse_args(argv=None):
     parser.add_argument('--unfused', action='store_true', help='also time the detectors unfused')
     parser.add_argument('--nms-detectors', nargs='*', default=['evit-m4', 'r50'], choices=list(DETECTORS),
                         help='detectors that also get a row with NMS (predict); none: no NMS rows')
-    parser.add_argument('--e2e-detectors', nargs='+', default=['evit-m0', 'evit-m4', 'r50'],
-                        choices=list(ALL_DETECTORS), help='detectors of the end2end group')
+    parser.add_argument('--e2e-detectors', nargs='+',
+                        default=['evit-m0', 'evit-m4', 'r50', 'rtmdet-evit-m0'],
+                        help='detectors of the end2end group: keys (as --realtime-detectors) or '
+                        'config files; real-time keys run at --realtime-size, the rest at --det-size')
+    parser.add_argument('--openvino-detectors', nargs='*', default=['evit-m4', 'rtmdet-evit-m0'],
+                        help='those of --e2e-detectors that also get OpenVINO f32 and bf16 rows '
+                        '(none: no OpenVINO rows)')
     parser.add_argument('--realtime-detectors', nargs='+',
                         default=['rtmdet-evit-m0', 'rtmdet-evit-m2', 'rtmdet-evit-m4', 'rtmdet-tiny',
                                  'evit-m0'],
-                        choices=list(ALL_DETECTORS),
-                        help=f'detectors of the realtime group ({", ".join(REALTIME_DETECTORS)}, '
-                        'or a RetinaNet key for scale)')
+                        help=f'detectors of the realtime group: {", ".join(REALTIME_DETECTORS)}, a '
+                        f'RetinaNet key ({", ".join(DETECTORS)}) for scale, or config files (e.g. '
+                        'configs/demo/ablations/*.py)')
+    parser.add_argument('--realtime-reference', default='rtmdet-tiny',
+                        help='the realtime detector every realtime row is compared with (key or config)')
     parser.add_argument('--realtime-size', default='640x640', help='realtime group input, HxW')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory subprocesses')
     parser.add_argument('--seed', type=int, default=0)
@@ -109,6 +121,11 @@ def parse_args(argv=None):
                         help='CSV path; the markdown table goes next to it (.md)')
     parser.add_argument('--plot', help='PNG path for latency vs FLOPs (e.g. docs/results/speed_1thread.png)')
     args = parser.parse_args(argv)
+    for det in args.e2e_detectors + args.realtime_detectors + [args.realtime_reference]:
+        try:
+            resolve_detector(det)
+        except ValueError as err:
+            parser.error(str(err))
     if args.device is not None:
         check_device_args(parser, args, sys.argv[1:] if argv is None else argv)
     return args
@@ -224,6 +241,7 @@ def main(argv=None) -> List[Case]:
 
     if args.device is not None:
         return device_main(args, log)
+    notes = []  # what the report leaves out and why
     with tempfile.TemporaryDirectory() as tmpdir:
         log('building models')
         comparisons = []
@@ -238,12 +256,22 @@ def main(argv=None) -> List[Case]:
                                           args.seed, args.threads, tmpdir, log, args.unfused,
                                           tuple(args.nms_detectors), 'onnx' in args.groups)
         if 'end2end' in args.groups:
-            comparisons += end2end_cases(args.e2e_detectors, args.det_size, args.seed, args.threads,
-                                         tmpdir, log)
+            precisions, note = openvino_precisions() if args.openvino_detectors else ((), None)
+            notes += [note] if note else []
+            realtime = [d for d in args.e2e_detectors if d in REALTIME_DETECTORS]
+            for group, size, detectors in (
+                    ('end2end', args.det_size, [d for d in args.e2e_detectors if d not in realtime]),
+                    ('end2end@realtime', args.realtime_size, realtime)):
+                if detectors:
+                    comparisons += end2end_cases(detectors, size, args.seed, args.threads, tmpdir,
+                                                 log, group=group,
+                                                 openvino_detectors=args.openvino_detectors,
+                                                 openvino_precisions=precisions)
         if 'realtime' in args.groups:
-            detectors = list(dict.fromkeys(args.realtime_detectors + ['rtmdet-tiny']))
+            detectors = list(dict.fromkeys(args.realtime_detectors + [args.realtime_reference]))
             comparisons += end2end_cases(detectors, args.realtime_size, args.seed, args.threads,
-                                         tmpdir, log, group='realtime', reference='rtmdet-tiny')
+                                         tmpdir, log, group='realtime',
+                                         reference=args.realtime_reference)
         measure(comparisons, args, log)
     cases = [c for group in comparisons for c in group]
 
@@ -254,7 +282,7 @@ def main(argv=None) -> List[Case]:
                 date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     info = (f'torch {meta["torch"]}, {args.threads} threads, median of {args.repeats} runs, '
             f'load average at end {load}, {meta["date"]}')
-    write_outputs(cases, args, meta, info, log)
+    write_outputs(cases, args, meta, '\n'.join([info] + notes), log)
     return cases
 
 

@@ -25,7 +25,7 @@ from typing import List, Optional
 import torch
 from mmengine.analysis.print_helper import complexity_stats_table
 
-from mmdet_efficientvit.analysis.builders import Backbone, build_backbone, parse_size
+from mmdet_efficientvit.models.builders import Backbone, build_backbone, parse_size
 from mmdet_efficientvit.analysis.flops import (classifier_complexity, complexity,
                                                detector_complexity)
 from mmdet_efficientvit.model_zoo import ARCHS, CLS_WINDOW_SIZE, PAPER_MFLOPS

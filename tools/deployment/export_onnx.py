@@ -13,16 +13,20 @@ Three kinds of graph:
 * a backbone arch (``m0`` .. ``m5``): the stage maps;
 * a detector config: backbone + neck + head, returning the raw maps ``cls_score_{level}`` for every
   level, then ``bbox_pred_{level}`` (decoding and NMS stay outside; checked within ``--atol``);
-* a RetinaNet or RTMDet config with ``--end2end``: image batch to final detections in mmdeploy's
-  convention, ``dets`` (B, K, 5: x1, y1, x2, y2, score) and ``labels`` (B, K; int64), K =
-  ``test_cfg.max_per_img``; rows past an image's last detection have score 0 and label -1. Top-k,
-  priors (anchors or points), decoding, score threshold, class-aware NMS and the final top-K run in
-  the graph with the config's ``test_cfg`` (``mmdet_efficientvit/deployment/end2end/``); other
-  detectors are refused with a message naming the supported ones. The file's metadata holds the
-  test preprocessing (resize, the pipeline's ``Pad`` if any, normalisation), class names and config
-  that ``onnx_inference.py`` needs. Detections must
-  match the detector's ``predict`` (same labels, IoU > 0.99), also on ``--check-num`` real images
-  of ``--check-images`` if given (read as ``onnx_inference.py`` reads them). With
+* a RetinaNet, RTMDet or Mask R-CNN config with ``--end2end``: image batch to final detections in
+  mmdeploy's convention, ``dets`` (B, K, 5: x1, y1, x2, y2, score) and ``labels`` (B, K; int64), K =
+  ``max_per_img``; rows past an image's last detection have score 0 and label -1. Top-k, priors
+  (anchors or points), decoding, score threshold, class-aware NMS and the final top-K run in the
+  graph with the config's ``test_cfg`` (``mmdet_efficientvit/deployment/end2end/``). Mask R-CNN
+  runs its RPN, RoIAlign (ONNX ``RoiAlign``, opset >= 16), box head and mask head in the graph too
+  and adds ``masks`` (B, K, 28, 28): each detection's mask probabilities over its box, which the
+  runtime pastes; its masks are checked pasted (mmdet's ``_do_paste_mask``, IoU > 0.98 with
+  ``predict``'s). Other detectors are refused with a message naming the supported ones. The file's
+  metadata holds the test preprocessing (resize, the pipeline's ``Pad`` if any, normalisation),
+  class names, output convention, ``test_cfg`` and config that ``onnx_inference.py`` needs.
+  Detections must match the detector's ``predict`` (same labels, IoU > 0.99), also on
+  ``--check-num`` real images of ``--check-images`` if given (read as ``onnx_inference.py`` reads
+  them). With
   ``--quantize int8`` an INT8 copy (``<out>.int8.onnx``, onnxruntime static QDQ quantization,
   per-channel weights) is calibrated on ``--calib-num`` images of ``--calib-dir``; the float model
   is kept.
@@ -37,6 +41,8 @@ Examples::
         --quantize int8 --calib-dir data/demo_shapes/train --calib-num 64
     python tools/deployment/export_onnx.py configs/rtmdet_evit_m0_8xb32-300e_coco.py --end2end \\
         --shape 640x640 --out work_dirs/onnx/rtmdet_evit_m0_random_end2end.onnx   # random weights
+    python tools/deployment/export_onnx.py configs/mask_rcnn_evit_m4_fpn_1x_coco.py --end2end \\
+        --checkpoint work_dirs/mask_rcnn_m4/epoch_12.pth --check-images data/coco/val2017
 
 Without ``--checkpoint`` the weights are random, with randomised BatchNorm weights (fresh
 EfficientViT zero-initialises several) and statistics measured on a random 800x1216 image, so
@@ -44,7 +50,9 @@ that every branch counts and no layer's output collapses to a constant. For ``--
 head's output biases are also set (``deployment.end2end.set_check_biases``) so that scores are
 near 0.5, where the prior-probability bias would put them near 0.01, and boxes overlap their
 neighbours, so NMS has work: RetinaNet's classification bias is zeroed; RTMDet's too, and its
-regression bias gives boxes 8 strides wide (mmdet's init gives sub-pixel ones).
+regression bias gives boxes 8 strides wide (mmdet's init gives sub-pixel ones); Mask R-CNN's box
+classifier bias lifts four classes above ``score_thr`` and the background below it, and its mask
+logits' weights get zero mean per class so that masks are neither nearly full nor nearly empty.
 """
 import argparse
 import os
@@ -54,15 +62,17 @@ from typing import List, Optional
 
 import torch
 
-from mmdet_efficientvit.analysis.builders import (CALIBRATION_SIZE, Backbone, RawDetector,
-                                                  build_backbone, build_detector,
-                                                  calibrate_batchnorm, parse_size,
-                                                  randomize_batchnorm)
+from mmdet_efficientvit.models.builders import (CALIBRATION_SIZE, Backbone, RawDetector,
+                                                build_backbone, build_detector,
+                                                calibrate_batchnorm, parse_size,
+                                                randomize_batchnorm)
 from mmdet_efficientvit.cli import short_errors
+from mmdet_efficientvit.deployment.end2end import (End2EndDetector, Network, check_supported,
+                                                   set_check_biases)
 from mmdet_efficientvit.deployment.onnx_export import (DEFAULT_OPSET, check_end2end, check_onnx,
                                                        detections, export_onnx, match_detections,
                                                        ort_session)
-from mmdet_efficientvit.errors import SetupError
+from mmdet_efficientvit.errors import ConfigError, SetupError
 from mmdet_efficientvit.model_zoo import ARCHS
 from mmdet_efficientvit.models.utils import deploy_model
 
@@ -77,8 +87,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', help='output .onnx (default work_dirs/onnx/<target>[_end2end].onnx)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing output files')
     parser.add_argument('--end2end', action='store_true',
-                        help='a RetinaNet or RTMDet config with its post-processing (top-k, '
-                        'decoding, NMS) in the graph: outputs dets and labels')
+                        help='a RetinaNet, RTMDet or Mask R-CNN config with its post-processing '
+                        '(top-k, decoding, NMS; RoIAlign and the RoI heads) in the graph: outputs '
+                        'dets and labels (Mask R-CNN: and masks)')
     parser.add_argument('--shape', default='800x1216', help='export input HxW')
     parser.add_argument('--check-sizes', nargs='+', default=DEFAULT_CHECK_SIZES,
                         help='HxW sizes at which onnxruntime must match PyTorch')
@@ -112,10 +123,16 @@ def build(args: argparse.Namespace):
     elif os.path.isfile(args.target) or '::' in args.target:
         detector = build_detector(args.target, checkpoint=args.checkpoint)
         if args.end2end:
-            from mmdet_efficientvit.deployment.end2end import OUTPUT_NAMES, check_supported
-            check_supported(detector)  # before any slow step
-            model, names = detector, list(OUTPUT_NAMES)
+            family = check_supported(detector)  # before any slow step
+            if args.opset < family.MIN_OPSET:
+                raise ConfigError(f'--end2end export of {type(detector).__name__} needs --opset '
+                                  f'{family.MIN_OPSET} or later, got {args.opset}')
+            model, names = detector, list(family.OUTPUT_NAMES)
         else:
+            if not hasattr(detector, 'bbox_head'):
+                raise ConfigError(f'{type(detector).__name__} is not a single-stage detector, whose '
+                                  'raw head maps this export writes: pass --end2end to export it '
+                                  'with its post-processing')
             model = RawDetector(detector)
             levels = len(detector.bbox_head.prior_generator.strides)
             names = [f'cls_score_{i}' for i in range(levels)] + [f'bbox_pred_{i}' for i in range(levels)]
@@ -124,25 +141,24 @@ def build(args: argparse.Namespace):
         raise SetupError(f'{args.target!r} is not an existing config file{arch}')
     if args.checkpoint is None:
         randomize_batchnorm(model, args.seed)
-        calibrate_batchnorm(model, torch.randn(1, 3, *CALIBRATION_SIZE))
+        calibrate_batchnorm(Network(End2EndDetector(model)) if args.end2end else model,
+                            torch.randn(1, 3, *CALIBRATION_SIZE))
         if args.end2end:
-            from mmdet_efficientvit.deployment.end2end import set_check_biases
             set_check_biases(model)
     return model.eval(), names
 
 
 def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) -> None:
     """Wrap, export, store the metadata, check against ``predict``; optionally quantize."""
-    from mmdet_efficientvit.deployment.end2end import OUTPUT_CONVENTION, End2EndDetector
     from mmdet_efficientvit.deployment.inference_tool import image_inputs
     from mmdet_efficientvit.deployment.metadata import deploy_metadata, write_metadata
     from mmdet_efficientvit.resources import load_config
 
     model = End2EndDetector(detector).eval()
     cfg = load_config(args.target)
-    test_cfg = detector.bbox_head.test_cfg.to_dict()
-    metadata = deploy_metadata(cfg, args.target, args.checkpoint, detector.bbox_head.num_classes,
-                               test_cfg, OUTPUT_CONVENTION)  # before the slow export: fail fast
+    test_cfg = model.test_cfg
+    metadata = deploy_metadata(cfg, args.target, args.checkpoint, model.num_classes, test_cfg,
+                               model.OUTPUT_CONVENTION)  # before the slow export: fail fast
     start = time.time()
     export_onnx(model, out, torch.randn(1, 3, *parse_size(args.shape)), names, opset=args.opset,
                 output_axes={name: {0: 'batch'} for name in names})
@@ -163,9 +179,11 @@ def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) 
         if 'skipped' in r:
             print(f"onnxruntime vs PyTorch predict {where}: NOT CHECKED, {r['skipped']}")
             continue
+        masks = (f", pasted masks IoU >= {r['min_mask_iou']:.4f} ({r['masks']} judged)"
+                 if 'masks' in r else '')
         print(f"onnxruntime vs PyTorch predict {where}: {r['matched']}/{r['ref']} detections "
               f"match (same label, IoU > 0.99; onnxruntime has {r['got']}), score diff "
-              f"<= {r['max_score_diff']:.1e}, box diff <= {r['max_box_diff']:.1e} px: OK")
+              f"<= {r['max_score_diff']:.1e}, box diff <= {r['max_box_diff']:.1e} px{masks}: OK")
     if args.quantize:
         quantize(args, out, checks)
 
@@ -202,7 +220,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     model, names = build(args)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     checks = [torch.randn(args.check_batch, 3, *parse_size(s)) for s in args.check_sizes]
-    raw = RawDetector(model) if args.end2end else model
+    raw = Network(End2EndDetector(model)) if args.end2end else model
     if not args.no_deploy:
         with torch.no_grad():
             before = [raw(x) for x in checks[:1]]

@@ -11,15 +11,15 @@ bfloat16 on the CPU), and is measured in-process (no spec rebuild).
 import copy
 import os
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from ...model_zoo import ARCHS, CLS_WINDOW_SIZE
+from ...models.builders import (Backbone, RawDetector, build_backbone, build_detector,
+                                image_data_samples, parse_size, randomize_batchnorm)
 from ...models.utils import deploy_model
-from ..builders import (Backbone, RawDetector, build_backbone, build_detector, image_data_samples,
-                        parse_size, randomize_batchnorm)
 from ..flops import complexity
 
 DETECTORS = {f'evit-{a}': f'mmdet_efficientvit::retinanet_evit_{a}_fpn_1x_coco.py' for a in ARCHS}
@@ -38,6 +38,17 @@ REALTIME_DETECTORS = {
 ALL_DETECTORS = {**DETECTORS, **REALTIME_DETECTORS}
 DETECTOR_NAMES.update({**{f'rtmdet-evit-{a}': f'RTMDet-EfficientViT-{a.upper()}' for a in ARCHS},
                        'rtmdet-tiny': 'RTMDet-tiny'})
+
+
+def resolve_detector(detector: str) -> Tuple[str, str]:
+    """``(config, display name)`` of a key of :data:`ALL_DETECTORS` or of a config file (named by its
+    stem), so that a user's own config or an ablation (``configs/demo/ablations/``) can be timed."""
+    if detector in ALL_DETECTORS:
+        return ALL_DETECTORS[detector], DETECTOR_NAMES[detector]
+    if detector.endswith('.py') and os.path.isfile(detector):
+        return detector, os.path.splitext(os.path.basename(detector))[0]
+    raise ValueError(f'{detector!r} is neither a detector key ({", ".join(ALL_DETECTORS)}) nor a '
+                     'config file that exists')
 
 
 def case_key(group: str, model: str, variant: str) -> str:
@@ -75,6 +86,29 @@ def onnx_runner(path: str, threads: int) -> Callable:
     return lambda x: session.run(None, {'input': x.numpy()})
 
 
+def openvino_runner(path: str, threads: int, precision: str) -> Callable:
+    """Run an exported graph with OpenVINO's CPU plugin in ``precision`` (f32, bf16) on a torch
+    tensor, in ``onnx_inference.py``'s session (as ``--runtime openvino`` runs it)."""
+    from ...deployment.inference_tool import inference_tool
+    session = inference_tool().OpenVINOSession(path, threads, precision)
+    return lambda x: session.run({'input': x.numpy()})
+
+
+def openvino_precisions() -> Tuple[Tuple[str, ...], Optional[str]]:
+    """The OpenVINO precisions this machine can time (f32, and bf16 where the CPU has it) and a
+    note on what is left out and why (None: nothing)."""
+    from ...deployment.inference_tool import inference_tool
+    tool = inference_tool()
+    try:
+        core = tool.openvino_core()
+    except tool.UserError:
+        return (), 'no OpenVINO rows: OpenVINO is not installed (pip install openvino)'
+    reason = tool.bf16_unavailable(core)
+    if reason:
+        return ('f32', ), f'no OpenVINO bf16 rows: {reason}'
+    return tuple(tool.OPENVINO_PRECISIONS), None
+
+
 def finish_runner(model: nn.Module, spec: Dict) -> Callable:
     """Apply channels_last / torch.compile as the spec asks."""
     if spec.get('channels_last'):
@@ -102,6 +136,8 @@ def build_runner(spec: Dict, threads: int) -> Callable:
     kind = spec['kind']
     if kind == 'onnx':
         return onnx_runner(spec['onnx_path'], threads)
+    if kind == 'openvino':
+        return openvino_runner(spec['onnx_path'], threads, spec['precision'])
     if kind == 'evit':
         model = Backbone(build_backbone(spec['arch'], window_size=spec['window_size']))
     elif kind == 'timm':
@@ -362,18 +398,20 @@ def scores_below_threshold(detector: nn.Module) -> nn.Module:
 
 
 def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpdir: str,
-                  log: Callable, group: str = 'end2end',
-                  reference: Optional[str] = None) -> List[List[Case]]:
+                  log: Callable, group: str = 'end2end', reference: Optional[str] = None,
+                  openvino_detectors: Sequence[str] = (),
+                  openvino_precisions: Sequence[str] = ()) -> List[List[Case]]:
     """Image tensor to final boxes at bs=1: eager ``predict`` (deployed, with NMS) vs the end-to-end
     ONNX graph (``deployment/end2end``) under onnxruntime in fp32 and INT8, every model exported
-    the same way.
+    the same way; for ``openvino_detectors``, also the fp32 graph under OpenVINO in each of
+    ``openvino_precisions`` (:func:`openvino_precisions`).
 
     Ratios: with ``reference`` (a detector key), every row against that detector's row of the same
-    variant; without, eager and fp32 rows against RetinaNet-R50's eager ``predict`` and INT8 rows
-    against the same model's fp32 graph. Weights are random with scores below ``score_thr``
-    (:func:`scores_below_threshold`), so NMS sees few boxes in every variant; INT8 ranges are
-    calibrated on two random tensors of the timed size, which is enough for timing and says nothing
-    about accuracy.
+    variant; without, eager and fp32 rows against RetinaNet-R50's eager ``predict`` and INT8 and
+    OpenVINO rows against the same model's fp32 graph under onnxruntime. Weights are random with
+    scores below ``score_thr`` (:func:`scores_below_threshold`), so NMS sees few boxes in every
+    variant; INT8 ranges are calibrated on two random tensors of the timed size, which is enough
+    for timing and says nothing about accuracy.
     """
     import numpy as np
 
@@ -386,27 +424,29 @@ def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpd
     eager, fp32, int8 = ('eager predict (deployed, NMS)', 'onnxruntime end2end fp32',
                          'onnxruntime end2end INT8')
     for det in detectors:
-        config = ALL_DETECTORS[det]
+        config, name = resolve_detector(det)
         torch.manual_seed(seed)
         model = scores_below_threshold(deploy_model(build_detector(config)))
-        name = DETECTOR_NAMES[det]
         img = torch.randn(1, 3, *size)
-        path = export_onnx(End2EndDetector(model).eval(), os.path.join(tmpdir, f'{det}_e2e.onnx'),
+        path = export_onnx(End2EndDetector(model).eval(), os.path.join(tmpdir, f'{name}_e2e.onnx'),
                            img, OUTPUT_NAMES, output_axes={n: {0: 'batch'} for n in OUTPUT_NAMES})
         record = check_end2end(path, model, [img])[0]
         log(f"  {name}: end-to-end ONNX exported, {record['matched']}/{record['ref']} detections "
             "match predict")
-        int8_path = quantize_int8(path, os.path.join(tmpdir, f'{det}_e2e.int8.onnx'),
+        int8_path = quantize_int8(path, os.path.join(tmpdir, f'{name}_e2e.int8.onnx'),
                                   [rng.standard_normal((1, 3, *size), np.float32) for _ in range(2)],
                                   note='random tensors (timing only)')
         stats = complexity(RawDetector(model).eval(), img)
         specs = {eager: dict(kind='detector', config=config, deploy=True, nms=True,
                              scores_below_threshold=True),
                  fp32: dict(kind='onnx', onnx_path=path), int8: dict(kind='onnx', onnx_path=int8_path)}
+        if det in openvino_detectors:
+            specs.update({f'OpenVINO end2end {p}': dict(kind='openvino', onnx_path=path, precision=p)
+                          for p in openvino_precisions})
         for variant, spec in specs.items():
             if reference is not None:
-                ref = case_key(group, DETECTOR_NAMES[reference], variant)
-            elif variant == int8:
+                ref = case_key(group, resolve_detector(reference)[1], variant)
+            elif variant not in (eager, fp32):
                 ref = case_key(group, name, fp32)
             else:
                 ref = case_key(group, DETECTOR_NAMES['r50'], eager)
@@ -414,5 +454,5 @@ def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpd
                    else build_runner(spec, threads))
             cases.append(Case(group, name, variant, size, spec, run, 0, stats['params'],
                               stats['flops'], ref))
-        log(f'  built {name} (eager, fp32, INT8)')
+        log(f'  built {name} ({", ".join(specs)})')
     return [cases]

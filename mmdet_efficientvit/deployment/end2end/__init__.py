@@ -1,12 +1,14 @@
-"""Single-stage detectors with their post-processing inside the graph: image batch in, final
-detections out (``export_onnx.py --end2end``).
+"""Detectors with their post-processing inside the graph: image batch in, final detections out
+(``export_onnx.py --end2end``).
 
-One module per post-processing family, each a :class:`~.dense_heads.DenseHeadEnd2End` (mmdet's
-``BaseDenseHead.predict_by_feat`` in traceable tensor ops): dense anchor heads
-(:mod:`.anchor_heads`, RetinaNet) and dense point heads (:mod:`.point_heads`, RTMDet). They share
-the final selection and the output convention (:mod:`.common`): ``dets`` (B, K, 5: x1, y1, x2, y2,
-score) and ``labels`` (B, K, int64), K = ``test_cfg.max_per_img``, boxes in network-input pixels,
-sorted by score; rows past an image's last detection are padding with score 0 and label -1.
+One module per post-processing family, each an :class:`~.common.End2EndModule`: dense anchor heads
+(:mod:`.anchor_heads`, RetinaNet) and dense point heads (:mod:`.point_heads`, RTMDet), both a
+:class:`~.dense_heads.DenseHeadEnd2End` (mmdet's ``BaseDenseHead.predict_by_feat`` in traceable
+tensor ops), and two-stage detectors with masks (:mod:`.two_stage`, Mask R-CNN). They share the
+NMS, the final selection and the output convention (:mod:`.common`): ``dets`` (B, K, 5: x1, y1, x2,
+y2, score) and ``labels`` (B, K, int64), K = ``max_per_img``, boxes in network-input pixels, sorted
+by score; rows past an image's last detection are padding with score 0 and label -1; Mask R-CNN
+adds ``masks`` (B, K, 28, 28), each detection's mask probabilities over its box.
 """
 from typing import List, Type
 
@@ -14,16 +16,17 @@ import torch.nn as nn
 
 from ...errors import ConfigError
 from .anchor_heads import RetinaNetEnd2End
-from .common import OUTPUT_CONVENTION, OUTPUT_NAMES
-from .dense_heads import DenseHeadEnd2End
+from .common import (MASK_OUTPUT_CONVENTION, MASK_OUTPUT_NAMES, OUTPUT_CONVENTION, OUTPUT_NAMES,
+                     End2EndModule, Network)
 from .point_heads import RTMDetEnd2End
+from .two_stage import MaskRCNNEnd2End
 
-FAMILIES: List[Type[DenseHeadEnd2End]] = [RetinaNetEnd2End, RTMDetEnd2End]
+FAMILIES: List[Type[End2EndModule]] = [RetinaNetEnd2End, RTMDetEnd2End, MaskRCNNEnd2End]
 SUPPORTED = ('; '.join(family.SUPPORTED for family in FAMILIES)
-             + "; all with sigmoid scores and test_cfg.nms type 'nms'")
+             + "; all with sigmoid scores (Mask R-CNN: its RPN's) and NMS type 'nms'")
 
 
-def check_supported(detector: nn.Module) -> Type[DenseHeadEnd2End]:
+def check_supported(detector: nn.Module) -> Type[End2EndModule]:
     """The family that exports ``detector``; else :class:`ConfigError` (one line) naming every
     supported detector and what this one has that none supports."""
     reasons = []
@@ -37,17 +40,18 @@ def check_supported(detector: nn.Module) -> Type[DenseHeadEnd2End]:
     raise ConfigError(f'--end2end export supports {SUPPORTED}; this model has {reason}')
 
 
-def End2EndDetector(detector: nn.Module) -> DenseHeadEnd2End:  # noqa: N802 (builds the module)
-    """``forward(img) -> (dets, labels)`` for a supported ``detector``, in its family's module."""
+def End2EndDetector(detector: nn.Module) -> End2EndModule:  # noqa: N802 (builds the module)
+    """``forward(img) -> OUTPUT_NAMES`` of a supported ``detector``'s family, in its module."""
     return check_supported(detector)(detector)
 
 
 def set_check_biases(detector: nn.Module) -> nn.Module:
     """Set the head's output biases of a randomly initialised supported detector, in place, so that
-    its detections are worth checking (:meth:`DenseHeadEnd2End.set_check_biases`)."""
-    check_supported(detector).set_check_biases(detector.bbox_head)
+    its detections are worth checking (:meth:`End2EndModule.set_check_biases`)."""
+    check_supported(detector).set_check_biases(detector)
     return detector
 
 
-__all__ = ['End2EndDetector', 'FAMILIES', 'OUTPUT_CONVENTION', 'OUTPUT_NAMES', 'SUPPORTED',
+__all__ = ['End2EndDetector', 'End2EndModule', 'FAMILIES', 'MASK_OUTPUT_CONVENTION',
+           'MASK_OUTPUT_NAMES', 'Network', 'OUTPUT_CONVENTION', 'OUTPUT_NAMES', 'SUPPORTED',
            'check_supported', 'set_check_biases']

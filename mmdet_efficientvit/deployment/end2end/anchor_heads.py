@@ -8,7 +8,8 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 
-from .dense_heads import DenseHeadEnd2End, Requirement
+from .common import Requirement
+from .dense_heads import DenseHeadEnd2End
 
 
 class RetinaNetEnd2End(DenseHeadEnd2End):
@@ -34,5 +35,5 @@ class RetinaNetEnd2End(DenseHeadEnd2End):
 
     @staticmethod
     @torch.no_grad()
-    def set_check_biases(head: nn.Module) -> None:
-        head.retina_cls.bias.zero_()  # the anchors already overlap
+    def set_check_biases(detector: nn.Module) -> None:
+        detector.bbox_head.retina_cls.bias.zero_()  # the anchors already overlap

@@ -1,19 +1,110 @@
-"""What every end-to-end detector shares: the output convention and the final selection.
+"""What every end-to-end detector shares: the family protocol, the output conventions, box
+clipping and the final selection.
 
-:class:`SelectDetections` is mmdet 3.x ``BaseDenseHead._bbox_post_process`` (``min_bbox_size``,
-class-aware ``batched_nms``, ``max_per_img``) plus ``score_thr``, for a batch of candidates, in
-tensor ops that trace into ONNX for any batch and candidate count. Its outputs follow mmdeploy's
-convention (:data:`OUTPUT_CONVENTION`).
+:class:`End2EndModule` is what a post-processing family (:mod:`.anchor_heads`, :mod:`.point_heads`,
+:mod:`.two_stage`) implements: which detectors it exports, how to make random weights worth
+checking, and ``forward(img)`` in its output convention. :class:`SelectDetections` is mmdet 3.x
+``BaseDenseHead._bbox_post_process`` (``min_bbox_size``, class-aware ``batched_nms``,
+``max_per_img``) plus ``score_thr``, for a batch of candidates, in tensor ops that trace into ONNX
+for any batch and candidate count; single-stage heads, the RPN and the R-CNN box head all end
+with it. Its outputs follow mmdeploy's convention (:data:`OUTPUT_CONVENTION`); detectors with
+masks add ``masks`` (:data:`MASK_OUTPUT_CONVENTION`).
 """
-from typing import Tuple, Union
+from typing import Iterable, Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+from torch.onnx.operators import shape_as_tensor
+
+from ...errors import ConfigError
 
 OUTPUT_NAMES = ('dets', 'labels')
-OUTPUT_CONVENTION = ('dets (batch, K, 5): x1, y1, x2, y2, score in network-input pixels, sorted by '
-                     'score; labels (batch, K) int64; K = test_cfg.max_per_img; rows past the last '
-                     'detection of an image are padding: score 0, label -1')
+_DETECTIONS = ('dets (batch, K, 5): x1, y1, x2, y2, score in network-input pixels, sorted by '
+               'score; labels (batch, K) int64; K = {max_per_img}; rows past the last detection of '
+               'an image are padding: score 0, label -1')
+OUTPUT_CONVENTION = _DETECTIONS.format(max_per_img='test_cfg.max_per_img')
+MASK_OUTPUT_NAMES = OUTPUT_NAMES + ('masks', )
+MASK_OUTPUT_CONVENTION = (
+    _DETECTIONS.format(max_per_img='test_cfg.rcnn.max_per_img')
+    + "; masks (batch, K, M, M) float32: the mask head's sigmoid probabilities of each "
+    "detection's own label over its box in dets (M = the mask head's output size, 28 for Mask "
+    "R-CNN), to be pasted into the image as mmdet's _do_paste_mask does (bilinear) and "
+    'thresholded at test_cfg.rcnn.mask_thr_binary; padding rows are all 0')
+
+Requirement = Tuple[str, str, bool]  # (what, what this model has, whether that is supported)
+
+
+def first_mismatch(requirements: Iterable[Requirement]) -> Optional[str]:
+    """``'<what> <what this model has>'`` of the first unmet requirement, None if all are met
+    (later requirements may assume the earlier ones are met: they are evaluated lazily)."""
+    for what, got, ok in requirements:
+        if not ok:
+            return f'{what} {got}'
+    return None
+
+
+class End2EndModule(nn.Module):
+    """``forward(img) -> OUTPUT_NAMES`` for a detector that a family (subclass) supports.
+
+    A family gives ``SUPPORTED`` (one phrase naming the detectors), :meth:`requirements`,
+    :meth:`set_check_biases` and :meth:`network`, its output names and convention if not
+    :data:`OUTPUT_NAMES`, and the least ONNX opset its ops need; its ``__init__`` sets
+    ``test_cfg`` (the dict recorded in the file's metadata) and ``num_classes``.
+    """
+
+    SUPPORTED = ''
+    OUTPUT_NAMES = OUTPUT_NAMES
+    OUTPUT_CONVENTION = OUTPUT_CONVENTION
+    MIN_OPSET = 11  # NonMaxSuppression with dynamic inputs
+
+    @classmethod
+    def requirements(cls, detector: nn.Module) -> Iterator[Requirement]:
+        """The family's checks, in order; later ones may assume the earlier ones passed."""
+        raise NotImplementedError
+
+    @classmethod
+    def mismatch(cls, detector: nn.Module) -> Optional[str]:
+        """None if this family exports ``detector``, else what it has that is not supported."""
+        return first_mismatch(cls.requirements(detector))
+
+    @staticmethod
+    def set_check_biases(detector: nn.Module) -> None:
+        """Set the output biases of a randomly initialised ``detector`` so that its detections
+        are worth checking: scores that pass ``score_thr`` (mmdet's initialisers put them far
+        below) and boxes that overlap their neighbours, so NMS has work."""
+        raise NotImplementedError
+
+    def __init__(self, detector: nn.Module):
+        super().__init__()
+        reason = self.mismatch(detector)
+        if reason is not None:
+            raise ConfigError(f'{type(self).__name__} exports {self.SUPPORTED}; this model has '
+                              f'{reason}')
+        self.detector = detector
+
+    def network(self, img: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """The network's own outputs before any selection (what BN folding may change)."""
+        raise NotImplementedError
+
+
+class Network(nn.Module):
+    """``forward(img)`` = the end-to-end module's :meth:`End2EndModule.network`, as a module of its
+    own: BatchNorm calibration and the BN-folding check run the network without the selection
+    (a two-stage detector's RoI heads would run on a thousand proposals)."""
+
+    def __init__(self, end2end: End2EndModule):
+        super().__init__()
+        self.end2end = end2end
+
+    def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return self.end2end.network(img)
+
+
+def clip_to_input(boxes: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
+    """x1y1x2y2 ``boxes`` clipped to the (B, C, H, W) network input, as mmdet's box coders clip to
+    ``max_shape``, with the size taken from the tensor (a graph value when traced)."""
+    hw = shape_as_tensor(img)[2:].to(boxes.dtype)
+    return torch.minimum(boxes.clamp(min=0), hw.flip(0).repeat(2))
 
 
 class NonMaxSuppression(torch.autograd.Function):

@@ -13,6 +13,8 @@ taken from the tensors, never frozen as Python numbers):
 4. ``score_thr``, ``min_bbox_size``, class-aware NMS and the ``max_per_img`` best
    (:class:`~.common.SelectDetections`).
 
+Steps 1-3 (:func:`dense_candidates`) are also the RPN of the two-stage family.
+
 What a family adds (``anchor_heads``, ``point_heads``) is which detectors it covers and how to make
 random weights worth checking: the priors and codes differ (anchors and deltas, points and
 distances), and the head's own generator and coder handle them. The network input is the
@@ -26,88 +28,77 @@ from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from torch.onnx.operators import shape_as_tensor
 
-from ...errors import ConfigError
-from .common import SelectDetections, at_most
-
-Requirement = Tuple[str, str, bool]  # (what, what this model has, whether that is supported)
+from .common import (End2EndModule, Requirement, SelectDetections, at_most, clip_to_input,
+                     first_mismatch)
 
 
-class DenseHeadEnd2End(nn.Module):
+class DenseHeadEnd2End(End2EndModule):
     """``forward(img) -> (dets, labels)`` for a detector that a subclass supports.
 
-    Subclasses give ``SUPPORTED`` (one phrase naming the detectors), :meth:`requirements` and
-    :meth:`set_check_biases`.
+    Subclasses give ``SUPPORTED``, :meth:`requirements` and :meth:`set_check_biases`; every one
+    also needs sigmoid scores and plain NMS (:func:`_shared`).
     """
-
-    SUPPORTED = ''
-
-    @classmethod
-    def requirements(cls, detector: nn.Module) -> Iterator[Requirement]:
-        """The family's checks, in order; later ones may assume the earlier ones passed."""
-        raise NotImplementedError
-
-    @staticmethod
-    def set_check_biases(head: nn.Module) -> None:
-        """Set the output biases of a randomly initialised ``head`` so that its detections are
-        worth checking: scores near 0.5 (mmdet's prior-probability bias puts them near 0.01, below
-        ``score_thr``) and boxes that overlap their neighbours, so NMS has work."""
-        raise NotImplementedError
 
     @classmethod
     def mismatch(cls, detector: nn.Module) -> Optional[str]:
-        """None if this family exports ``detector``, else what it has that is not supported."""
-        for what, got, ok in itertools.chain(cls.requirements(detector), _shared(detector)):
-            if not ok:
-                return f'{what} {got}'
-        return None
+        return first_mismatch(itertools.chain(cls.requirements(detector), _shared(detector)))
 
     def __init__(self, detector: nn.Module):
-        super().__init__()
-        reason = self.mismatch(detector)
-        if reason is not None:
-            raise ConfigError(f'{type(self).__name__} exports {self.SUPPORTED}; this model has '
-                              f'{reason}')
-        self.detector = detector
-        cfg = detector.bbox_head.test_cfg
-        self.nms_pre = int(cfg.get('nms_pre', -1))
-        self.select = SelectDetections(cfg)
+        super().__init__(detector)
+        head = detector.bbox_head
+        self.test_cfg = head.test_cfg.to_dict()
+        self.num_classes = head.num_classes
+        self.nms_pre = int(head.test_cfg.get('nms_pre', -1))
+        self.select = SelectDetections(head.test_cfg)
+
+    def network(self, img: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        cls_scores, bbox_preds = self.detector.bbox_head(self.detector.extract_feat(img))
+        return tuple(cls_scores) + tuple(bbox_preds)
 
     def candidates(self, img: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Steps 1-3: (B, N) scores, (B, N) labels and (B, N, 4) clipped boxes of the candidates."""
-        from mmdet.structures.bbox import get_box_tensor
-        head = self.detector.bbox_head
-        cls_scores, bbox_preds = head(self.detector.extract_feat(img))
-        batch, num_classes, code = img.shape[0], head.cls_out_channels, head.bbox_coder.encode_size
-        priors = head.prior_generator.grid_priors([c.shape[-2:] for c in cls_scores],
-                                                  dtype=img.dtype, device=img.device)
-        scores, labels, level_priors, codes = [], [], [], []
-        for cls_score, bbox_pred, prior in zip(cls_scores, bbox_preds, priors):
-            logits = cls_score.permute(0, 2, 3, 1).reshape(batch, -1)
-            k = logits.shape[1] if self.nms_pre <= 0 else at_most(logits.shape[1], self.nms_pre)
-            top, index = logits.topk(k, dim=1)
-            prior_index = torch.div(index, num_classes, rounding_mode='floor')
-            scores.append(top.sigmoid())
-            labels.append(index % num_classes)
-            level_priors.append(prior[prior_index])
-            pred = bbox_pred.permute(0, 2, 3, 1).reshape(batch, -1, code)
-            codes.append(pred.gather(1, prior_index.unsqueeze(-1).expand(-1, -1, code)))
-        level_priors, codes = torch.cat(level_priors, 1), torch.cat(codes, 1)
-        boxes = get_box_tensor(head.bbox_coder.decode(level_priors.flatten(0, 1),
-                                                      codes.flatten(0, 1)))
-        boxes = boxes.reshape(batch, -1, 4)
-        if head.bbox_coder.clip_border:
-            hw = shape_as_tensor(img)[2:].to(boxes.dtype)
-            boxes = torch.minimum(boxes.clamp(min=0), hw.flip(0).repeat(2))
-        return torch.cat(scores, 1), torch.cat(labels, 1), boxes
+        scores, labels, boxes, _ = dense_candidates(
+            self.detector.bbox_head, self.detector.extract_feat(img), img, self.nms_pre)
+        return scores, labels, boxes
 
     def forward(self, img: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.select(*self.candidates(img))
 
 
+def dense_candidates(head: nn.Module, feats: Tuple[torch.Tensor, ...], img: torch.Tensor,
+                     nms_pre: int) -> Tuple[torch.Tensor, ...]:
+    """Steps 1-3 for a dense ``head`` with sigmoid scores on the neck's ``feats`` of ``img``:
+    (B, N) scores, (B, N) int64 labels, (B, N, 4) boxes clipped to ``img`` when the coder clips,
+    and (B, N) int64 level ids (mmdet's RPN runs its NMS per level)."""
+    from mmdet.structures.bbox import get_box_tensor
+    cls_scores, bbox_preds = head(feats)
+    batch, num_classes, code = img.shape[0], head.cls_out_channels, head.bbox_coder.encode_size
+    priors = head.prior_generator.grid_priors([c.shape[-2:] for c in cls_scores],
+                                              dtype=img.dtype, device=img.device)
+    scores, labels, levels, level_priors, codes = [], [], [], [], []
+    for level, (cls_score, bbox_pred, prior) in enumerate(zip(cls_scores, bbox_preds, priors)):
+        logits = cls_score.permute(0, 2, 3, 1).reshape(batch, -1)
+        k = logits.shape[1] if nms_pre <= 0 else at_most(logits.shape[1], nms_pre)
+        top, index = logits.topk(k, dim=1)
+        prior_index = torch.div(index, num_classes, rounding_mode='floor')
+        scores.append(top.sigmoid())
+        labels.append(index % num_classes)
+        levels.append(torch.full_like(index, level))
+        level_priors.append(prior[prior_index])
+        pred = bbox_pred.permute(0, 2, 3, 1).reshape(batch, -1, code)
+        codes.append(pred.gather(1, prior_index.unsqueeze(-1).expand(-1, -1, code)))
+    level_priors, codes = torch.cat(level_priors, 1), torch.cat(codes, 1)
+    boxes = get_box_tensor(head.bbox_coder.decode(level_priors.flatten(0, 1),
+                                                  codes.flatten(0, 1)))
+    boxes = boxes.reshape(batch, -1, 4)
+    if head.bbox_coder.clip_border:
+        boxes = clip_to_input(boxes, img)
+    return torch.cat(scores, 1), torch.cat(labels, 1), boxes, torch.cat(levels, 1)
+
+
 def _shared(detector: nn.Module) -> Iterator[Requirement]:
-    """What every family needs of the head: sigmoid scores and plain NMS."""
+    """What every dense family needs of the head: sigmoid scores and plain NMS."""
     head = detector.bbox_head
     nms_type = (head.test_cfg.get('nms') or {}).get('type', 'nms')
     yield 'scores', 'softmax', head.use_sigmoid_cls

@@ -12,7 +12,8 @@ from typing import Iterator, List
 import torch
 import torch.nn as nn
 
-from .dense_heads import DenseHeadEnd2End, Requirement
+from .common import Requirement
+from .dense_heads import DenseHeadEnd2End
 
 CHECK_DISTANCE = 4.  # strides from the point to each side of a random-weight box
 
@@ -43,7 +44,8 @@ class RTMDetEnd2End(DenseHeadEnd2End):
 
     @staticmethod
     @torch.no_grad()
-    def set_check_biases(head: nn.Module) -> None:
+    def set_check_biases(detector: nn.Module) -> None:
+        head = detector.bbox_head
         # mmdet's std-0.01 regression init gives sub-pixel boxes; CHECK_DISTANCE strides to every
         # side instead: 8-stride squares, whose IoU with a row neighbour is 7/9 (suppressed at
         # RTMDet's 0.65) and with a diagonal one 0.62 (kept)

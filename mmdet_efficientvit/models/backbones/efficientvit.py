@@ -523,8 +523,9 @@ class EfficientViT(BaseModule):
         return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        # Channels-last maps: oneDNN convs skip their layout reorders and the window partition
-        # becomes plain reshapes. Outputs are ordinary NCHW tensors (channels-last strides).
+        # Channels-last maps inside: oneDNN convs skip their layout reorders and the window
+        # partition becomes plain reshapes. Outputs are contiguous NCHW: mmcv's RoIAlign (CPU and
+        # CUDA) reads its input as contiguous and pools garbage from channels-last strides.
         x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
         outs = []
         checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
@@ -535,7 +536,7 @@ class EfficientViT(BaseModule):
                 else:
                     x = layer(x)
             if i in self.out_indices:
-                outs.append(x)
+                outs.append(x.contiguous())
         return tuple(outs)
 
     @torch.no_grad()

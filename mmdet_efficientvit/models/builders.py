@@ -1,7 +1,7 @@
 """Build the models that the analysis and deployment tools measure, without downloading anything.
 
-Shared by ``tools/analysis_tools/get_flops.py``, ``tools/analysis_tools/benchmark.py`` and
-``tools/deployment/export_onnx.py`` so that the tools measure exactly the same models.
+Below both ``analysis/`` (FLOPs, benchmarks) and ``deployment/`` (ONNX export), and their tools,
+so that all of them measure and export exactly the same models.
 """
 import copy
 import logging

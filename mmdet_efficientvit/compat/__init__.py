@@ -5,6 +5,8 @@ outside the range we test. ``allow_checkpoint_globals`` lets PyTorch >= 2.6 load
 checkpoints with ``weights_only=True`` (the default that mmengine 0.10.7 inherits) by allow-listing only
 the few globals those checkpoints contain; loading stays restricted, so a file whose pickle tries to run
 code is still refused.
+
+``compat.mmdeploy`` (opt-in: nothing here imports it) makes mmdeploy 1.3.1 export on current PyTorch.
 """
 import importlib
 import pickle
@@ -12,7 +14,7 @@ from typing import Any, Callable, List, Tuple, Union
 
 from packaging.version import Version
 
-from .version import FLOOR_REASONS, SUPPORTED, requirement
+from ..version import FLOOR_REASONS, SUPPORTED, requirement
 
 SETUP_HINT = 'Run `make setup` in the mmdet-efficientvit checkout to build the tested stack in .venv/.'
 
