@@ -83,6 +83,19 @@ def test_output_shapes_for_any_input_size(arch):
             assert torch.isfinite(out).all()
 
 
+@torch.no_grad()
+def test_out_stride8_adds_the_patch_embed_map_and_changes_nothing_else():
+    plain = EfficientViT('m0').eval()
+    model = EfficientViT('m0', out_stride8=True).eval()
+    model.load_state_dict(plain.state_dict())  # same parameters: the option adds none
+    x = torch.randn(1, 3, 97, 129)
+    outs = model(x)
+    assert len(outs) == 4 and outs[0].shape == (1, model.embed_dims[0] // 2, 13, 17)
+    torch.testing.assert_close(outs[0], plain.patch_embed[:6](x), rtol=0, atol=1e-6)
+    for a, b in zip(outs[1:], plain(x), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_relative_bias_index_uses_real_offsets():
     for (h, w), r in [((7, 7), 7), ((3, 5), 7), ((1, 4), 7), ((4, 4), 4)]:
         index = relative_bias_index(h, w, r, torch.device('cpu'))

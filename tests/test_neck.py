@@ -141,9 +141,26 @@ def test_pafpn_bridge_strides_and_every_parameter_used(size):
     assert not torch.allclose(neck(changed)[0], outs[0])  # the stride-64 map reaches stride 8
 
 
+def test_pafpn_bridge_takes_a_backbone_stride8_map():
+    """With four input maps (``EfficientViT(out_stride8=True)``) the stride-8 map is the input's
+    own, no transposed conv is built, and the stride-8 input reaches every output."""
+    neck = EfficientViTPAFPN([64, *M4_CHANNELS], OUT, num_csp_blocks=1)
+    assert neck.stride8 is None
+    h, w = 333, 491
+    x = (torch.randn(2, 64, *level_size(h, w, 8)), *backbone_maps(size=(h, w)))
+    outs = neck(x)
+    assert [tuple(o.shape) for o in outs] == [(2, OUT, *level_size(h, w, s)) for s in (8, 16, 32)]
+    sum(o.sum() for o in outs).backward()
+    assert all(p.grad is not None for p in neck.parameters())
+    changed = (torch.randn_like(x[0]), *x[1:])
+    assert not torch.allclose(neck(changed)[2], outs[2])  # stride 8 informs stride 32
+
+
 def test_pafpn_bridge_refuses_other_inputs():
-    with pytest.raises(ValueError, match='takes the 3 backbone maps'):
+    with pytest.raises(ValueError, match='takes the backbone maps'):
         EfficientViTPAFPN([128, 256], OUT)
+    with pytest.raises(ValueError, match='stride8_channels=32'):
+        EfficientViTPAFPN([64, *M4_CHANNELS], OUT, stride8_channels=32)
     neck = EfficientViTPAFPN(M4_CHANNELS, OUT)
     with pytest.raises(ValueError, match='expects 3 feature maps'):
         neck(backbone_maps()[:2])

@@ -60,10 +60,11 @@ def test_rtmdet_tiny_recipe_with_efficientvit(name):
     assert {k: paramwise[k] for k in tiny.optim_wrapper.paramwise_cfg} == \
         tiny.optim_wrapper.paramwise_cfg
     assert paramwise.custom_keys == {'attention_biases': {'decay_mult': 0.0}}
+    own = ('in_channels', 'feat_channels', 'nms_pre')  # nms_pre: RetinaNet's 1000 per level
     for key in ('bbox_head', 'train_cfg', 'test_cfg'):
-        head = {k: v for k, v in cfg.model[key].items() if k not in ('in_channels', 'feat_channels')}
-        assert head == {k: v for k, v in tiny.model[key].items()
-                        if k not in ('in_channels', 'feat_channels')}, key
+        head = {k: v for k, v in cfg.model[key].items() if k not in own}
+        assert head == {k: v for k, v in tiny.model[key].items() if k not in own}, key
+    assert cfg.model.test_cfg.nms_pre == 1000 and tiny.model.test_cfg.nms_pre == 30000
     assert cfg.model.bbox_head.anchor_generator.strides == [8, 16, 32]
     # the data: RTMDet-tiny's pipelines with the skipping loader, in both training stages
     ours = cfg.train_dataloader.dataset.pipeline
@@ -135,14 +136,17 @@ def test_demo_pair_shares_one_recipe():
 
 @pytest.mark.parametrize('name', ABLATIONS)
 def test_ablations_change_only_the_bridge(name):
-    """An ablation is the shipped demo with another neck or other head convs (their kind, depth or
-    sharing): data, recipe, backbone, assigner, losses and the head's width are the demo's."""
+    """An ablation is the shipped demo with another neck, other head convs (their kind, depth or
+    sharing) or the backbone's stride-8 map as the neck's finest input: data, recipe, backbone
+    weights, assigner, losses and the head's width are the demo's."""
     ours, ablation = (load_config(str(CONFIGS / n)) for n in (DEMO, name))
     for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
                 'train_cfg', 'custom_hooks', 'val_evaluator'):
         assert ablation[key] == ours[key], key
-    for key in ('data_preprocessor', 'backbone', 'train_cfg', 'test_cfg'):
+    for key in ('data_preprocessor', 'train_cfg', 'test_cfg'):
         assert ablation.model[key] == ours.model[key], key
+    backbone = {k: v for k, v in ablation.model.backbone.items() if k != 'out_stride8'}
+    assert backbone == ours.model.backbone
     assert (ablation.model.neck, ablation.model.bbox_head) != (ours.model.neck, ours.model.bbox_head)
     conv_layout = ('use_depthwise', 'share_conv', 'stacked_convs')
     assert ({k: v for k, v in ablation.model.bbox_head.items() if k not in conv_layout}

@@ -8,7 +8,7 @@
 # RetinaNet demo's time per iteration.
 _base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_/demo_shapes_cpu.py']
 
-neck_channels = 64
+neck_channels = {{_base_.demo_neck_channels}}
 num_classes = {{_base_.num_classes}}
 img_size = {{_base_.img_size}}
 strides = [8, 16, 32, 64]
@@ -16,22 +16,8 @@ roi_layer = dict(type='RoIAlign', sampling_ratio=2)
 
 model = dict(
     data_preprocessor=dict(pad_size_divisor=64),
-    backbone=dict(
-        _delete_=True,
-        type='EfficientViT',
-        arch='m0',
-        window_size=(7, 7, 7),
-        out_indices=(0, 1, 2),
-        norm_eval=False,
-        init_cfg=None),  # from scratch: no ImageNet weights offline
-    neck=dict(
-        _delete_=True,
-        type='EfficientViTFPN',
-        in_channels=[64, 128, 192],
-        out_channels=neck_channels,
-        start_level=0,
-        num_extra_trans_convs=1,
-        num_outs=4),  # strides 8, 16, 32, 64 (max-pooled)
+    backbone={{_base_.demo_backbone}},
+    neck={{_base_.demo_neck}},  # strides 8, 16, 32, 64
     rpn_head=dict(
         in_channels=neck_channels,
         feat_channels=neck_channels,

@@ -5,26 +5,12 @@
 # higher lr with a cosine decay, BatchNorm in train mode, validation only at the end.
 _base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py', './_base_/demo_shapes_cpu.py']
 
-neck_channels = 64
+neck_channels = {{_base_.demo_neck_channels}}
 
 model = dict(
     data_preprocessor=dict(pad_size_divisor=64),
-    backbone=dict(
-        _delete_=True,
-        type='EfficientViT',
-        arch='m0',
-        window_size=(7, 7, 7),
-        out_indices=(0, 1, 2),
-        norm_eval=False,
-        init_cfg=None),  # from scratch: no ImageNet weights offline
-    neck=dict(
-        _delete_=True,
-        type='EfficientViTFPN',
-        in_channels=[64, 128, 192],
-        out_channels=neck_channels,
-        start_level=0,
-        num_extra_trans_convs=1,
-        num_outs=4),  # strides 8, 16, 32, 64 (objects are 14-128 px)
+    backbone={{_base_.demo_backbone}},
+    neck={{_base_.demo_neck}},  # strides 8, 16, 32, 64
     bbox_head=dict(
         num_classes={{_base_.num_classes}},
         in_channels=neck_channels,

@@ -21,19 +21,12 @@ DETECTION_DEPLOY_CONFIG = 'deploy/detection_onnxruntime_dynamic.py'
 
 
 def random_check_weights(config: str, path: str, seed: int = 0) -> str:
-    """Save random weights worth comparing detections on to ``path`` (an mmengine checkpoint).
-
-    The weights ``export_onnx.py --end2end`` checks with when it has no ``--checkpoint``: BatchNorm
-    randomised and calibrated, head biases from ``set_check_biases`` (scores near 0.5, so NMS has work).
-    """
-    from ..models.builders import (CALIBRATION_SIZE, build_detector, calibrate_batchnorm,
-                                   randomize_batchnorm)
-    from .end2end import set_check_biases
+    """Save random weights worth comparing detections on to ``path`` (an mmengine checkpoint): those
+    ``export_onnx.py --end2end`` checks with when it has no ``--checkpoint`` (:func:`randomize_for_check`)."""
+    from ..models.builders import build_detector
+    from .end2end import randomize_for_check
     torch.manual_seed(seed)
-    detector = build_detector(config)
-    randomize_batchnorm(detector, seed)
-    calibrate_batchnorm(detector, torch.randn(1, 3, *CALIBRATION_SIZE))
-    set_check_biases(detector)
+    detector = randomize_for_check(build_detector(config), seed)
     torch.save(dict(state_dict=detector.state_dict(), meta=dict(random_seed=seed)), path)
     return path
 

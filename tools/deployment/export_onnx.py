@@ -47,7 +47,7 @@ Examples::
 Without ``--checkpoint`` the weights are random, with randomised BatchNorm weights (fresh
 EfficientViT zero-initialises several) and statistics measured on a random 800x1216 image, so
 that every branch counts and no layer's output collapses to a constant. For ``--end2end`` the
-head's output biases are also set (``deployment.end2end.set_check_biases``) so that scores are
+head's output biases are also set (``deployment.end2end.randomize_for_check``) so that scores are
 near 0.5, where the prior-probability bias would put them near 0.01, and boxes overlap their
 neighbours, so NMS has work: RetinaNet's classification bias is zeroed; RTMDet's too, and its
 regression bias gives boxes 8 strides wide (mmdet's init gives sub-pixel ones); Mask R-CNN's box
@@ -68,7 +68,7 @@ from mmdet_efficientvit.models.builders import (CALIBRATION_SIZE, Backbone, RawD
                                                 randomize_batchnorm)
 from mmdet_efficientvit.cli import short_errors
 from mmdet_efficientvit.deployment.end2end import (End2EndDetector, Network, check_supported,
-                                                   set_check_biases)
+                                                   randomize_for_check)
 from mmdet_efficientvit.deployment.onnx_export import (DEFAULT_OPSET, check_end2end, check_onnx,
                                                        detections, export_onnx, match_detections,
                                                        ort_session)
@@ -139,12 +139,11 @@ def build(args: argparse.Namespace):
     else:
         arch = '' if args.end2end else f" nor a backbone arch ({', '.join(ARCHS)})"
         raise SetupError(f'{args.target!r} is not an existing config file{arch}')
-    if args.checkpoint is None:
+    if args.checkpoint is None and args.end2end:
+        randomize_for_check(model, args.seed)
+    elif args.checkpoint is None:
         randomize_batchnorm(model, args.seed)
-        calibrate_batchnorm(Network(End2EndDetector(model)) if args.end2end else model,
-                            torch.randn(1, 3, *CALIBRATION_SIZE))
-        if args.end2end:
-            set_check_biases(model)
+        calibrate_batchnorm(model, torch.randn(1, 3, *CALIBRATION_SIZE))
     return model.eval(), names
 
 

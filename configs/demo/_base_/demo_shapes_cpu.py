@@ -56,6 +56,27 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'val.json')
 test_evaluator = val_evaluator
 
+# The model parts of the RetinaNet and Mask R-CNN demos (referenced as {{_base_.demo_backbone}} and
+# {{_base_.demo_neck}}): EfficientViT-M0 from scratch (no ImageNet weights offline) and the official
+# neck at 64 channels with strides 8, 16, 32, 64 (objects are 14-128 px); each replaces its base's.
+demo_neck_channels = 64
+demo_backbone = dict(
+    _delete_=True,
+    type='EfficientViT',
+    arch='m0',
+    window_size=(7, 7, 7),
+    out_indices=(0, 1, 2),
+    norm_eval=False,
+    init_cfg=None)
+demo_neck = dict(
+    _delete_=True,
+    type='EfficientViTFPN',
+    in_channels=[64, 128, 192],
+    out_channels=demo_neck_channels,
+    start_level=0,
+    num_extra_trans_convs=1,
+    num_outs=4)
+
 max_epochs = 10
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(

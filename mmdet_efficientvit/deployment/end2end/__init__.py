@@ -12,9 +12,11 @@ adds ``masks`` (B, K, 28, 28), each detection's mask probabilities over its box.
 """
 from typing import List, Type
 
+import torch
 import torch.nn as nn
 
 from ...errors import ConfigError
+from ...models.builders import CALIBRATION_SIZE, calibrate_batchnorm, randomize_batchnorm
 from .anchor_heads import RetinaNetEnd2End
 from .common import (MASK_OUTPUT_CONVENTION, MASK_OUTPUT_NAMES, OUTPUT_CONVENTION, OUTPUT_NAMES,
                      End2EndModule, Network)
@@ -52,6 +54,16 @@ def set_check_biases(detector: nn.Module) -> nn.Module:
     return detector
 
 
+def randomize_for_check(detector: nn.Module, seed: int = 0) -> nn.Module:
+    """Make a randomly initialised supported detector worth checking an export of, in place:
+    BatchNorm randomised (:func:`randomize_batchnorm`), then calibrated on a random
+    :data:`CALIBRATION_SIZE` image through the network that is exported, then the head biases of
+    :func:`set_check_biases`. ``export_onnx.py --end2end`` without ``--checkpoint`` checks with these."""
+    randomize_batchnorm(detector, seed)
+    calibrate_batchnorm(Network(End2EndDetector(detector)), torch.randn(1, 3, *CALIBRATION_SIZE))
+    return set_check_biases(detector)
+
+
 __all__ = ['End2EndDetector', 'End2EndModule', 'FAMILIES', 'MASK_OUTPUT_CONVENTION',
            'MASK_OUTPUT_NAMES', 'Network', 'OUTPUT_CONVENTION', 'OUTPUT_NAMES', 'SUPPORTED',
-           'check_supported', 'set_check_biases']
+           'check_supported', 'randomize_for_check', 'set_check_biases']

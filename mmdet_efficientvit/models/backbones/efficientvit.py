@@ -396,6 +396,9 @@ class EfficientViT(BaseModule):
             ``num_heads``, ``kernels`` (one per head) and ``key_dims``.
         window_size: attention window per stage (int or 3 ints); 7 as the official detection code.
         out_indices: stages to return (0, 1, 2 → strides 16, 32, 64).
+        out_stride8: also return, first, the patch embed's stride-8 map (after its third conv and
+            ReLU, ``embed_dims[0] // 2`` channels): real stride-8 features for heads that predict
+            there (RTMDet), at no extra cost.
         frozen_stages: -1 none; 0 the patch embed; k the patch embed and stages 1..k.
         norm_eval: keep every BatchNorm in eval mode while training.
         with_cp: activation checkpointing per block (saves memory, costs a recompute).
@@ -424,6 +427,7 @@ class EfficientViT(BaseModule):
                  arch: Union[str, dict] = 'm4',
                  window_size: Union[int, Sequence[int]] = (7, 7, 7),
                  out_indices: Sequence[int] = (0, 1, 2),
+                 out_stride8: bool = False,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
@@ -443,6 +447,7 @@ class EfficientViT(BaseModule):
         self.out_indices = tuple(out_indices)
         if not self.out_indices or any(i not in range(self.num_stages) for i in self.out_indices):
             raise ConfigError(f'out_indices must be a non-empty subset of (0, 1, 2), got {out_indices!r}')
+        self.out_stride8 = bool(out_stride8)
         if not -1 <= frozen_stages <= self.num_stages:
             raise ConfigError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
         self.frozen_stages = frozen_stages
@@ -526,8 +531,14 @@ class EfficientViT(BaseModule):
         # Channels-last maps inside: oneDNN convs skip their layout reorders and the window
         # partition becomes plain reshapes. Outputs are contiguous NCHW: mmcv's RoIAlign (CPU and
         # CUDA) reads its input as contiguous and pools garbage from channels-last strides.
-        x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
+        x = x.contiguous(memory_format=torch.channels_last)
         outs = []
+        if self.out_stride8:  # patch_embed[:6] ends at stride 8 (three stride-2 convs, ReLU)
+            x = self.patch_embed[:6](x)
+            outs.append(x.contiguous())
+            x = self.patch_embed[6:](x)
+        else:
+            x = self.patch_embed(x)
         checkpointing = self.with_cp and self.training and torch.is_grad_enabled()
         for i in range(self.num_stages):
             for layer in getattr(self, f'blocks{i + 1}'):
