@@ -397,8 +397,9 @@ class EfficientViT(BaseModule):
         window_size: attention window per stage (int or 3 ints); 7 as the official detection code.
         out_indices: stages to return (0, 1, 2 → strides 16, 32, 64).
         out_stride8: also return, first, the patch embed's stride-8 map (after its third conv and
-            ReLU, ``embed_dims[0] // 2`` channels): real stride-8 features for heads that predict
-            there (RTMDet), at no extra cost.
+            ReLU, ``embed_dims[0] // 2`` channels), for necks that want a stride-8 input at no
+            extra cost (on DemoShapes, RTMDet did better upsampling the stride-16 map:
+            docs/realtime.md).
         frozen_stages: -1 none; 0 the patch embed; k the patch embed and stages 1..k.
         norm_eval: keep every BatchNorm in eval mode while training.
         with_cp: activation checkpointing per block (saves memory, costs a recompute).
