@@ -5,8 +5,8 @@ map from the backbone's patch embed (``EfficientViT(out_stride8=True)``, four in
 the way the official EfficientViT detection neck makes its finer levels (a 2x2 stride-2 transposed
 conv from the stride-16 backbone map, three input maps), runs CSPNeXtPAFPN's top-down pathway over
 all four maps (so the stride-64 stage still informs every level) and its bottom-up pathway and output
-convs over the finest ``num_outs`` only. One of the two stride bridges compared in ``docs/realtime.md``; the other is
-:class:`~mmdet_efficientvit.models.necks.EfficientViTFPN` with ``num_outs=3``.
+convs over the finest ``num_outs`` only. ``docs/realtime.md`` compares the stride bridges: these two,
+:class:`~mmdet_efficientvit.models.necks.EfficientViTFPN` with ``num_outs=3``, and cheaper heads.
 """
 from typing import Optional, Sequence, Tuple
 
