@@ -62,7 +62,7 @@ setup(
     install_requires=[info['requirement'](name) for name, _, _ in info['SUPPORTED']] + [
         'timm>=1.0.15',
         'safetensors',
-        'huggingface_hub',
+        'huggingface_hub>=0.34',  # hf-hub: weights; its `hf` CLI (named in our messages) came in 0.34
         'pycocotools',
     ],
     # `pip install mmdet-efficientvit[mmdeploy]` adds what mmdeploy imports; mmdeploy itself goes in with

@@ -3,7 +3,8 @@
 Importing the package checks the installed stack, allow-lists the globals that mmengine/mmdet
 checkpoints need for ``torch.load(weights_only=True)``, registers every module of ours into
 mmdet's registries (so ``custom_imports=dict(imports=['mmdet_efficientvit'])`` is all a config needs),
-and lets mmengine resolve the shipped configs as ``mmdet_efficientvit::...`` (``resources``).
+teaches mmengine's ``CheckpointLoader`` the ``efficientvit://`` and ``hf-hub:`` checkpoint names, and
+lets mmengine resolve the shipped configs as ``mmdet_efficientvit::...`` (``resources``).
 """
 from .compat import allow_checkpoint_globals, check_environment
 from .version import __version__
@@ -12,10 +13,10 @@ check_environment()
 allow_checkpoint_globals()
 
 from . import datasets, engine, models, registry  # noqa: E402,F401  (registers modules)
-from .models.utils.checkpoint import register_model_zoo_scheme  # noqa: E402
+from .models.utils.checkpoint import register_checkpoint_schemes  # noqa: E402
 from .resources import register_config_scope  # noqa: E402
 
-register_model_zoo_scheme()
+register_checkpoint_schemes()
 register_config_scope()
 
 __all__ = ['__version__']

@@ -1,12 +1,15 @@
 """The released EfficientViT weights and the paper's figures: the one home of every URL and number.
 
 Configs name the weights as ``efficientvit://<file>`` (registered with mmengine's ``CheckpointLoader``
-when the package is imported, resolved here), the way OpenMMLab configs use ``torchvision://``.
+when the package is imported, resolved here), the way OpenMMLab configs use ``torchvision://``. timm's
+conversions of these ImageNet weights on the Hugging Face Hub are named ``hf-hub:<repo>`` as timm names
+them (``hub_checkpoint``; read through huggingface_hub's cache by ``models/utils/checkpoint.py``).
 """
 from typing import Dict
 
 MODEL_ZOO_URL = 'https://github.com/xinyuliu-jeffrey/EfficientViT_Model_Zoo/releases/download/v1.0/'
 SCHEME = 'efficientvit://'
+HF_HUB_SCHEME = 'hf-hub:'
 
 ARCHS = ('m0', 'm1', 'm2', 'm3', 'm4', 'm5')
 
@@ -41,6 +44,11 @@ DETECTION_RELEASES: Dict[str, dict] = {
 def imagenet_checkpoint(arch: str) -> str:
     """The ``efficientvit://`` name of an arch's ImageNet checkpoint, as the configs write it."""
     return f'{SCHEME}efficientvit_{arch.lower()}.pth'
+
+
+def hub_checkpoint(arch: str) -> str:
+    """The ``hf-hub:`` id of an arch's ImageNet weights as timm releases them on the Hugging Face Hub."""
+    return f'{HF_HUB_SCHEME}timm/efficientvit_{arch.lower()}.r224_in1k'
 
 
 def resolve(name: str) -> str:

@@ -1,9 +1,15 @@
 """Checkpoint loading: parity with timm in every layout, conversions, and the errors for bad inputs.
 
 Checkpoints are made here in the real formats (timm's layout, the official ImageNet release, an
-mmdet 2.x detector, safetensors, our deployed layout) from randomly initialised models.
+mmdet 2.x detector, safetensors, our deployed layout, timm's Hugging Face Hub repos in a local
+huggingface_hub cache) from randomly initialised models. Nothing is downloaded.
 """
+import hashlib
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import timm
@@ -13,9 +19,10 @@ from safetensors.torch import save_file
 
 from mmdet_efficientvit.models.backbones.efficientvit import EfficientViT
 from mmdet_efficientvit.errors import CheckpointError
-from mmdet_efficientvit.model_zoo import ARCHS
+from mmdet_efficientvit.model_zoo import ARCHS, hub_checkpoint
 
-from _data import max_rel_err, official_bias_idxs, randomize
+from _data import (max_rel_err, official_bias_idxs, randomize, run_tool, tiny_config, tool_env,
+                   write_coco_split)
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -215,12 +222,175 @@ def test_unreachable_url_names_it_and_the_local_alternative(tmp_path, monkeypatc
     assert len(message.splitlines()) == 1
 
 
-def test_offline_timm_hub_id_names_it(tmp_path, monkeypatch):
+# --------------------------------------------------------------------------- Hugging Face Hub
+HUB_M0 = hub_checkpoint('m0')
+HUB_M0_REPO = HUB_M0[len('hf-hub:'):]
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch) -> Path:
+    """An empty huggingface_hub cache with the network off, as ``HF_HUB_CACHE=<dir> HF_HUB_OFFLINE=1``
+    give it (huggingface_hub reads both variables when imported, so the test sets what it read)."""
     import huggingface_hub.constants as hf_constants
+    cache = tmp_path / 'hf-cache'
+    cache.mkdir()
+    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(cache))
     monkeypatch.setattr(hf_constants, 'HF_HUB_OFFLINE', True)
-    monkeypatch.setattr(hf_constants, 'HF_HUB_CACHE', str(tmp_path))
-    with pytest.raises(CheckpointError, match=r"timm/efficientvit_m4\.r224_in1k.*local file"):
-        load_through_init_cfg('timm/efficientvit_m4.r224_in1k', arch='m4')
+    return cache
+
+
+def publish(cache: Path, repo_id: str, model: torch.nn.Module,
+            files=('model.safetensors', 'pytorch_model.bin', 'config.json')) -> str:
+    """Put a timm model's repo files, written by timm's own ``save_for_hf`` (as timm publishes to the
+    hub), into ``cache`` the way ``hf_hub_download`` leaves them: ``blobs/<sha256>``,
+    ``snapshots/<commit>/<file> -> ../../blobs/<sha256>``, ``refs/main`` holding the commit.
+    Checked with huggingface_hub's own cache scanner. Returns the commit."""
+    from huggingface_hub import scan_cache_dir
+    from timm.models import save_for_hf
+    export = cache.parent / f'export-{repo_id.replace("/", "--")}'
+    save_for_hf(model, export, safe_serialization='both')
+    repo = cache / f'models--{repo_id.replace("/", "--")}'
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = repo / 'snapshots' / commit
+    for folder in (snapshot, repo / 'blobs', repo / 'refs'):
+        folder.mkdir(parents=True)
+    (repo / 'refs' / 'main').write_text(commit)
+    for name in files:
+        data = (export / name).read_bytes()
+        blob = hashlib.sha256(data).hexdigest()
+        (repo / 'blobs' / blob).write_bytes(data)
+        (snapshot / name).symlink_to(Path('..', '..', 'blobs', blob))
+    scanned = scan_cache_dir(cache)
+    assert not scanned.warnings, scanned.warnings
+    revision, = [r for r in scanned.repos if r.repo_id == repo_id][0].revisions
+    assert revision.refs == {'main'} and {f.file_name for f in revision.files} == set(files)
+    return commit
+
+
+@torch.no_grad()
+def test_hf_hub_id_loads_from_the_cache_with_parity_to_timm(hf_cache, log_lines):
+    source = randomize(timm.create_model('efficientvit_m0')).eval()
+    commit = publish(hf_cache, HUB_M0_REPO, source)
+    # the reference: timm itself, reading the same repo from the same cache
+    ref_model = timm.create_model(HUB_M0, pretrained=True).eval()
+    assert torch.equal(ref_model.stages[2].blocks[0].mixer.m.attn.attention_biases,
+                       source.stages[2].blocks[0].mixer.m.attn.attention_biases)
+    x = torch.randn(1, 3, 224, 224)
+    ref = ref_model.forward_intermediates(x, intermediates_only=True)
+    for name in (HUB_M0, f'{HUB_M0}@{commit}', HUB_M0_REPO):  # a revision; the bare id of 0.x
+        outs = load_through_init_cfg(name, arch='m0', window_size=(7, 7, 4))(x)
+        for out, r in zip(outs, ref, strict=True):
+            assert out.shape == r.shape and max_rel_err(out, r) < 1e-4, name
+    assert any(f"EfficientViT checkpoint {HUB_M0}: converted" in m and "from timm's layout" in m
+               for m in log_lines)
+    # the detection configs' window (7, 7, 7): the 4x4 stage-3 tables are resized, as for the zoo's
+    load_through_init_cfg(HUB_M0, arch='m0')
+    assert any('resized 3 attention_biases tables from 4x4 to 7x7' in m for m in log_lines)
+
+
+def test_hf_hub_falls_back_to_pytorch_model_bin_as_timm_does(hf_cache):
+    source = randomize(timm.create_model('efficientvit_m0'))
+    publish(hf_cache, HUB_M0_REPO, source, files=('pytorch_model.bin', 'config.json'))
+    model = load_through_init_cfg(HUB_M0, arch='m0', window_size=(7, 7, 4))
+    assert torch.equal(model.state_dict()['blocks3.3.mixer.m.attn.attention_biases'],
+                       source.state_dict()['stages.2.blocks.0.mixer.m.attn.attention_biases'])
+
+
+def test_hf_hub_scheme_in_mmengine_checkpoint_loader(hf_cache):
+    """``load_checkpoint`` / ``load_from`` get the file as stored (timm's layout)."""
+    from mmengine.runner import CheckpointLoader, load_checkpoint
+    source = randomize(timm.create_model('efficientvit_m0'))
+    publish(hf_cache, HUB_M0_REPO, source, files=('model.safetensors',))
+    stored = CheckpointLoader.load_checkpoint(HUB_M0)
+    assert stored.keys() == source.state_dict().keys()
+    fresh = timm.create_model('efficientvit_m0')
+    load_checkpoint(fresh, HUB_M0, strict=True)
+    for key, value in source.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+
+
+def _hub_error(name: str, **kwargs) -> str:
+    with pytest.raises(CheckpointError) as err:
+        load_through_init_cfg(name, **kwargs)
+    message = str(err.value)
+    chained = err.value.__cause__ or (err.value.__context__ and not err.value.__suppress_context__)
+    assert '\n' not in message and not chained, message
+    return message
+
+
+def test_hf_hub_not_in_the_offline_cache_names_the_cache_and_the_fix(hf_cache):
+    publish(hf_cache, HUB_M0_REPO, timm.create_model('efficientvit_m0'), files=('model.safetensors',))
+    m4 = hub_checkpoint('m4')
+    assert _hub_error(m4, arch='m4') == (
+        f'{m4} is not in the Hugging Face cache at {hf_cache} (HF_HUB_OFFLINE is set) and could not be '
+        f'downloaded: connect, or run `hf download timm/efficientvit_m4.r224_in1k model.safetensors` '
+        'where there is network and point HF_HUB_CACHE at (a copy of) that cache')
+    message = _hub_error(f'{HUB_M0}@v2', arch='m0')  # a revision the cache does not hold
+    assert f'`hf download {HUB_M0_REPO} model.safetensors --revision v2`' in message
+
+
+def test_hf_hub_without_huggingface_hub_installed(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'huggingface_hub', None)  # what an absent package gives
+    assert _hub_error(HUB_M0, arch='m0') == (
+        f'{HUB_M0} needs the huggingface_hub package: pip install huggingface_hub')
+
+
+def test_hf_hub_repo_of_another_model_or_arch_gets_the_layout_diagnosis(hf_cache):
+    publish(hf_cache, 'timm/test_resnet.r160_in1k', timm.create_model('test_resnet'),
+            files=('model.safetensors',))
+    message = _hub_error('hf-hub:timm/test_resnet.r160_in1k', arch='m0')
+    # the keys in the file's order (safetensors': by dtype, then name), BatchNorm counters left out
+    assert re.match(r'Checkpoint hf-hub:timm/test_resnet\.r160_in1k does not fit the EfficientViT-M0 '
+                    r'backbone: it looks like no EfficientViT backbone \(first keys: '
+                    r'((conv1|bn1|layer\d)\.[\w.]+(?<!num_batches_tracked)(, |\)\. )){3}\d+ missing keys',
+                    message), message
+    assert message.endswith('Use an EfficientViT-M0 checkpoint: efficientvit://efficientvit_m0.pth '
+                            f'or {HUB_M0}.'), message
+
+    m1 = hub_checkpoint('m1')
+    publish(hf_cache, m1[len('hf-hub:'):], timm.create_model('efficientvit_m1'),
+            files=('model.safetensors',))
+    message = _hub_error(m1, arch='m0')
+    assert message.startswith(f'Checkpoint {m1} does not fit the EfficientViT-M0 backbone: it looks '
+                              'like EfficientViT-M1.'), message
+    assert 'patch_embed.0.c.weight (16, 3, 3, 3) vs (8, 3, 3, 3)' in message
+
+
+@pytest.mark.slow
+def test_hf_hub_environment_in_fresh_interpreters(tmp_path):
+    """HF_HUB_CACHE and HF_HUB_OFFLINE as a user sets them: a backbone loads from that cache, and
+    tools/train.py with an id the cache lacks stops with the one line."""
+    cache = tmp_path / 'hf-cache'
+    cache.mkdir()
+    source = randomize(timm.create_model('efficientvit_m0'))
+    publish(cache, HUB_M0_REPO, source, files=('model.safetensors',))
+    env = dict(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path / 'hf-home'))
+    code = ('from mmdet_efficientvit.models import EfficientViT\n'
+            f'm = EfficientViT("m0", init_cfg=dict(type="Pretrained", checkpoint="{HUB_M0}"))\n'
+            'm.init_weights()\n'
+            'print(m.state_dict()["patch_embed.0.c.weight"].double().sum().item())\n')
+    out = subprocess.run([sys.executable, '-c', code], env=tool_env(**env), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = source.state_dict()['patch_embed.conv1.conv.weight'].double().sum().item()
+    assert float(out.stdout.split()[-1]) == pytest.approx(expected, rel=1e-12)
+
+    data = tmp_path / 'data'
+    for split in ('train', 'val'):
+        write_coco_split(data, split, ('rectangle', 'ellipse', 'triangle', 'star'),
+                         num_images=2).rename(data / f'{split}.json')
+    empty = tmp_path / 'empty-cache'
+    empty.mkdir()
+    cfg = tiny_config(tmp_path / 'cfg.py', data,
+                      backbone_init_cfg=dict(type='Pretrained', checkpoint=HUB_M0))
+    out = run_tool(['train.py', cfg, '--work-dir', tmp_path / 'w'],
+                   **dict(env, HF_HUB_CACHE=str(empty)))
+    assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-3000:]
+    err = out.stderr[out.stderr.index('error: '):].strip()
+    assert err == (f'error: {HUB_M0} is not in the Hugging Face cache at {empty} (HF_HUB_OFFLINE is '
+                   f'set) and could not be downloaded: connect, or run `hf download {HUB_M0_REPO} '
+                   'model.safetensors` where there is network and point HF_HUB_CACHE at (a copy of) '
+                   'that cache'), err
 
 
 @torch.no_grad()

@@ -405,7 +405,7 @@ class EfficientViT(BaseModule):
         with_cp: activation checkpointing per block (saves memory, costs a recompute).
         drop_path_rate: stochastic depth, linearly increasing over the blocks.
         deploy: build the BN-folded inference structure (see :meth:`switch_to_deploy`).
-        init_cfg: ``dict(type='Pretrained', checkpoint=path | URL | 'timm/<model>')`` loads and
+        init_cfg: ``dict(type='Pretrained', checkpoint=path | URL | 'efficientvit://...' | 'hf-hub:...')``
             converts any released layout, and raises if any backbone weight would stay random.
     """
     arch_zoo = {

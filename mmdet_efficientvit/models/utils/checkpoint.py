@@ -1,5 +1,8 @@
 """Read EfficientViT checkpoints of every released layout and convert them to the backbone's.
 
+Sources: a local file, an http(s) URL, an ``efficientvit://`` name of the official model zoo, or an
+``hf-hub:<repo>[@<revision>]`` id of the Hugging Face Hub (timm's releases, via huggingface_hub's cache).
+
 Layouts (detected from the keys, one log line per conversion applied):
 
 * official ImageNet release (``{'model': ...}``, ``patch_embed.0.c``, ``blocks1`` ..., classifier
@@ -27,11 +30,13 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 
 from ...errors import CheckpointError
-from ...model_zoo import SCHEME, resolve
+from ...model_zoo import HF_HUB_SCHEME, SCHEME, hub_checkpoint, imagenet_checkpoint, resolve
 
 StateDict = Dict[str, torch.Tensor]
 
-TIMM_HUB_PREFIX = 'timm/'
+TIMM_HUB_PREFIX = 'timm/'  # a bare timm hub id, as earlier versions took it: same as hf-hub:timm/...
+# The file timm loads from a hub repo: the first one the repo has.
+HUB_WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin')
 
 
 def _short(err: BaseException) -> str:
@@ -87,38 +92,75 @@ def _download(url: str) -> str:
     return path
 
 
-def _download_timm(hub_id: str) -> str:
-    """Fetch the safetensors weights of a timm hub id (``timm/efficientvit_m4.r224_in1k``)."""
+def _hub_weights(source: str) -> str:
+    """Path of a Hugging Face Hub repo's weights in huggingface_hub's cache, downloaded if missing.
+
+    ``source`` is ``hf-hub:<repo>[@<revision>]`` as timm names it (a bare ``timm/<model>`` also works).
+    The file is the one timm loads: ``model.safetensors``, else ``pytorch_model.bin``. The cache and
+    offline mode are huggingface_hub's own (``HF_HUB_CACHE`` / ``HF_HOME``, ``HF_HUB_OFFLINE=1``).
+    """
+    repo_id, _, revision = source.removeprefix(HF_HUB_SCHEME).partition('@')
     try:
-        from huggingface_hub import hf_hub_download
-        return hf_hub_download(hub_id, 'model.safetensors')
-    except Exception as err:  # network, auth or missing-repo errors all end here
-        raise CheckpointError(
-            f'Could not download the timm weights {hub_id!r} from the Hugging Face hub '
-            f'({_short(err)}). Download https://huggingface.co/{hub_id} where there is network '
-            f'access and use the local file instead: '
-            f"init_cfg=dict(type='Pretrained', checkpoint='/path/to/model.safetensors')") from None
+        from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError,
+                                            RepositoryNotFoundError, RevisionNotFoundError)
+    except ImportError:
+        raise CheckpointError(f'{source} needs the huggingface_hub package: pip install huggingface_hub'
+                              ) from None
+    revision = revision or None
+    releases = hub_checkpoint('m{0..5}')
+    try:
+        try:
+            return hf_hub_download(repo_id, HUB_WEIGHT_FILES[0], revision=revision)
+        except EntryNotFoundError as err:  # not in the repo, or (offline) not in the cache
+            return hf_hub_download(repo_id, HUB_WEIGHT_FILES[1], revision=revision,
+                                   local_files_only=isinstance(err, LocalEntryNotFoundError))
+    except LocalEntryNotFoundError:  # offline, or no network, and no cached copy
+        offline = ' (HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''
+        rev = f' --revision {revision}' if revision else ''
+        reason = (f'is not in the Hugging Face cache at {constants.HF_HUB_CACHE}{offline} and could not '
+                  f'be downloaded: connect, or run `hf download {repo_id} {HUB_WEIGHT_FILES[0]}{rev}` '
+                  'where there is network and point HF_HUB_CACHE at (a copy of) that cache')
+    except RevisionNotFoundError:
+        reason = (f'has no revision {revision!r} on the Hugging Face Hub: use a branch, tag or commit '
+                  f'of {repo_id}')
+    except RepositoryNotFoundError:  # also gated / private repos without a login
+        reason = ('is no Hugging Face Hub repo you can read (check the id, or log in with `hf auth '
+                  f'login`); the EfficientViT releases are {releases}')
+    except EntryNotFoundError:
+        reason = (f'holds neither {" nor ".join(HUB_WEIGHT_FILES)}: it is no timm model repo; the '
+                  f'EfficientViT releases are {releases}')
+    except Exception as err:  # network, authentication and id-format errors end here
+        reason = (f'could not be fetched from the Hugging Face Hub ({_short(err)}): check the id and '
+                  f'the network, or download the file and use its local path')
+    raise CheckpointError(f'{source} {reason}')
 
 
-def register_model_zoo_scheme() -> None:
-    """Let mmengine's ``CheckpointLoader`` (``load_from``, ``load_checkpoint``) read ``efficientvit://``."""
+def register_checkpoint_schemes() -> None:
+    """Let mmengine's ``CheckpointLoader`` (``load_from``, ``load_checkpoint``, ``PretrainedInit``) read
+    ``efficientvit://`` names and ``hf-hub:`` ids (returned as stored: timm's layout for the latter)."""
     from mmengine.runner import CheckpointLoader
 
     def load_from_model_zoo(filename: str, map_location=None):
         return CheckpointLoader.load_checkpoint(resolve(filename), map_location=map_location)
 
+    def load_from_hf_hub(filename: str, map_location=None):  # CPU tensors; load_state_dict moves them
+        return read_checkpoint(filename)
+
     CheckpointLoader.register_scheme(SCHEME, load_from_model_zoo, force=True)
+    CheckpointLoader.register_scheme(HF_HUB_SCHEME, load_from_hf_hub, force=True)
 
 
 def read_checkpoint(source: str) -> dict:
-    """Load a local path, an http(s) URL, an ``efficientvit://`` name or a timm hub id;
-    ``.pth`` or ``.safetensors``."""
+    """Load a local path, an http(s) URL, an ``efficientvit://`` name or an ``hf-hub:`` id;
+    ``.pth``/``.bin`` or ``.safetensors``."""
     if source.startswith(SCHEME):
         source = resolve(source)
     if source.startswith(('http://', 'https://')):
         path = _download(source)
-    elif source.startswith(TIMM_HUB_PREFIX) and not os.path.exists(source):
-        path = _download_timm(source)
+    elif source.startswith(HF_HUB_SCHEME) or (source.startswith(TIMM_HUB_PREFIX)
+                                              and not os.path.exists(source)):
+        path = _hub_weights(source)
     else:
         path = os.path.expanduser(source)
         if not os.path.isfile(path):
@@ -243,6 +285,9 @@ def _indices(keys: Iterable[str], pattern: str) -> List[int]:
     return sorted({int(m[1]) for k in keys for m in [regex.match(k)] if m})
 
 
+NO_EFFICIENTVIT = 'no EfficientViT backbone'
+
+
 def describe_arch(state_dict: StateDict, arch_zoo: Dict[str, dict]) -> str:
     """Name the arch a (converted) state_dict looks like: 'EfficientViT-M4', a custom one, or not."""
     try:
@@ -250,8 +295,10 @@ def describe_arch(state_dict: StateDict, arch_zoo: Dict[str, dict]) -> str:
         for s in (2, 3):
             dims.append(state_dict[f'blocks{s}.1.conv3.c.weight'].shape[0])
     except KeyError:
-        sample = ', '.join(list(state_dict)[:3]) or 'no tensors'
-        return f'no EfficientViT backbone (first keys: {sample})'
+        # BatchNorm counters say nothing of the model (and safetensors files often list them first)
+        sample = ', '.join([k for k in state_dict if not k.endswith('num_batches_tracked')][:3])
+        sample = sample or ', '.join(list(state_dict)[:3]) or 'no tensors'
+        return f'{NO_EFFICIENTVIT} (first keys: {sample})'
     depths = [len(_indices(state_dict, r'^blocks1\.(\d+)\.'))]
     depths += [len([i for i in _indices(state_dict, rf'^blocks{s}\.(\d+)\.') if i >= 3])
                for s in (2, 3)]
@@ -329,8 +376,15 @@ def load_state_dict_checked(model: nn.Module, state_dict: StateDict, source: str
         hint = ''
         if is_deployed_state_dict(state_dict) and not is_deployed_state_dict(target):
             hint = ' It is a deployed (BN-folded) checkpoint: build the backbone with deploy=True.'
+        looks_like = describe_arch(state_dict, arch_zoo)
+        if not looks_like.startswith(NO_EFFICIENTVIT):
+            fix = ' Use the checkpoint of the same arch (or set arch= to match it).'
+        elif arch_name.lower() in arch_zoo:
+            fix = (f' Use an EfficientViT-{arch_name} checkpoint: {imagenet_checkpoint(arch_name)} or '
+                   f'{hub_checkpoint(arch_name)}.')
+        else:
+            fix = ' Use an EfficientViT checkpoint of this arch.'
         raise CheckpointError(
             f'Checkpoint {source} does not fit the EfficientViT-{arch_name} backbone: it looks '
-            f'like {describe_arch(state_dict, arch_zoo)}. ' + '; '.join(problems) + '.' + hint +
-            ' Use the checkpoint of the same arch (or set arch= to match it).')
+            f'like {looks_like}. ' + '; '.join(problems) + '.' + hint + fix)
     model.load_state_dict(state_dict, strict=True)
