@@ -1,7 +1,7 @@
 """The real-time configs (configs/rtmdet_evit_m*_8xb32-300e_coco.py): mmdet's RTMDet-tiny recipe field by
 field with the EfficientViT backbone swapped in, the stride bridge's strides, a training step of every
-arch, and the demo pair (ours and mmdet's RTMDet-tiny trained with one recipe) with the stride-bridge
-ablations of docs/realtime.md."""
+arch, and the demo configs (ours M0/M2/M4 and mmdet's RTMDet-tiny and RTMDet-s trained with one recipe)
+with the stride-bridge ablations of docs/realtime.md."""
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -22,6 +22,9 @@ RTMDET = [f'rtmdet_evit_{a}_8xb32-300e_coco.py' for a in ARCHS]
 TINY = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 DEMO = 'demo/rtmdet_evit_demo_shapes.py'
 DEMO_TINY = 'demo/rtmdet_tiny_demo_shapes.py'
+DEMO_S = 'demo/rtmdet_s_demo_shapes.py'
+S = 'mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py'
+DEMO_FAMILY = ['demo/rtmdet_evit_m2_demo_shapes.py', 'demo/rtmdet_evit_m4_demo_shapes.py']
 ABLATIONS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.glob('demo/ablations/*.py'))
 
 
@@ -93,7 +96,7 @@ def test_rtmdet_tiny_recipe_with_efficientvit(name):
     assert neck.out_channels == cfg.model.bbox_head.in_channels == tiny.model.neck.out_channels
 
 
-@pytest.mark.parametrize('name', RTMDET + [DEMO, DEMO_TINY] + ABLATIONS)
+@pytest.mark.parametrize('name', RTMDET + [DEMO, DEMO_TINY, DEMO_S] + DEMO_FAMILY + ABLATIONS)
 def test_builds_and_trains_a_step_at_rtmdet_strides(name):
     """One forward+backward on two 128x160 images: the neck gives strides 8/16/32 with the head's
     width, every parameter gets a gradient, and the attention-bias tables are not decayed."""
@@ -117,7 +120,8 @@ def test_builds_and_trains_a_step_at_rtmdet_strides(name):
     names = {id(p): n for n, p in model.named_parameters()}
     decays = {names[id(p)]: g['weight_decay'] for g in optim.param_groups for p in g['params']}
     biases = [n for n in decays if n.endswith('attention_biases')]
-    assert all(decays[n] == 0 for n in biases) and (biases or 'tiny' in name)
+    assert all(decays[n] == 0 for n in biases)
+    assert bool(biases) == (cfg.model.backbone.type == 'EfficientViT')
 
 
 def test_demo_pair_shares_one_recipe():
@@ -132,6 +136,44 @@ def test_demo_pair_shares_one_recipe():
     for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
                 'train_cfg', 'custom_hooks', 'val_evaluator'):
         assert ours[key] == tiny[key], key
+
+
+def test_demo_rtmdet_s_is_mmdets_with_the_tiny_recipe():
+    """RTMDet-s on DemoShapes: mmdet's RTMDet-s model widths and depths (its backbone, neck and head
+    fields), everything else RTMDet-tiny's demo: data, recipe, head layout, assigner and losses."""
+    demo_s, tiny = (load_config(str(CONFIGS / n)) for n in (DEMO_S, DEMO_TINY))
+    s = ConfigDict(plain(load_config(S).to_dict()))
+    for field in ('deepen_factor', 'widen_factor'):
+        assert demo_s.model.backbone[field] == s.model.backbone[field], field
+    for field in ('in_channels', 'out_channels', 'num_csp_blocks'):
+        assert demo_s.model.neck[field] == s.model.neck[field], field
+    for field in ('in_channels', 'feat_channels', 'exp_on_reg'):
+        assert demo_s.model.bbox_head[field] == s.model.bbox_head[field], field
+    assert demo_s.model.backbone.get('init_cfg') is None  # from scratch, like the tiny demo
+    widths = ('deepen_factor', 'widen_factor', 'in_channels', 'out_channels', 'feat_channels')
+    for part in ('backbone', 'neck', 'bbox_head'):
+        assert ({k: v for k, v in demo_s.model[part].items() if k not in widths}
+                == {k: v for k, v in tiny.model[part].items() if k not in widths}), part
+    for key in ('data_preprocessor', 'train_cfg', 'test_cfg'):
+        assert demo_s.model[key] == tiny.model[key], key
+    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
+                'train_cfg', 'custom_hooks', 'val_evaluator'):
+        assert demo_s[key] == tiny[key], key
+
+
+@pytest.mark.parametrize('name', DEMO_FAMILY)
+def test_demo_family_changes_only_the_arch(name):
+    """The M2/M4 demo points are the M0 demo with another arch and the neck reading its widths."""
+    ours, member = (load_config(str(CONFIGS / n)) for n in (DEMO, name))
+    arch = name.split('_evit_')[1][:2]
+    assert member.model.backbone == dict(ours.model.backbone, arch=arch)
+    assert member.model.neck == dict(ours.model.neck,
+                                     in_channels=EfficientViT.arch_zoo[arch]['embed_dims'])
+    for key in ('data_preprocessor', 'bbox_head', 'train_cfg', 'test_cfg'):
+        assert member.model[key] == ours.model[key], key
+    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
+                'train_cfg', 'custom_hooks', 'val_evaluator'):
+        assert member[key] == ours[key], key
 
 
 @pytest.mark.parametrize('name', ABLATIONS)
