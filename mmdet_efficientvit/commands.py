@@ -26,6 +26,7 @@ COMMANDS = {
     'onnx-inference': 'deployment/onnx_inference.py',
     'check-mmdeploy': 'deployment/check_mmdeploy.py',
     'benchmark': 'analysis_tools/benchmark.py',
+    'front': 'analysis_tools/front.py',
     'get-flops': 'analysis_tools/get_flops.py',
     'plot-curve': 'analysis_tools/plot_curve.py',
     'dist-train': 'dist_train.sh',

@@ -1,3 +1,4 @@
-"""Analysis: params/FLOPs (``flops``), numeric tolerances (``precision``) and the speed and memory
-benchmark library (``benchmark``) behind ``tools/analysis_tools/``; the models they measure are built
-by ``models.builders``, shared with ``deployment``."""
+"""Analysis: params/FLOPs (``flops``), numeric tolerances (``precision``), the speed and memory
+benchmark library (``benchmark``) and the speed-accuracy front over trained demo configs (``front``)
+behind ``tools/analysis_tools/``; the models they measure are built by ``models.builders``, shared
+with ``deployment``."""

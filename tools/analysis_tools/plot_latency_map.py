@@ -8,17 +8,15 @@ it reached on DemoShapes (the real-time comparison of docs/realtime.md).
 Latencies come from ``benchmark.py --groups realtime`` (640x640, random weights); the mAPs from the
 demo runs (``make demo-realtime``, ``DEMO=realtime-tiny bash tools/run_demo.sh``), which train each
 model with one recipe. Models without an mAP are left out; a model named in ``--map`` but absent from
-the CSV is an error.
+the CSV is an error. The plot is the speed-accuracy front's (``mmdet_efficientvit.analysis.front``),
+with its Pareto line; ``front.py`` makes the same plot with mAPs it reads from training runs.
 """
 import argparse
 import csv
 import sys
 from typing import Dict, List, Optional
 
-import matplotlib
-
-matplotlib.use('Agg')  # file output only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
+from mmdet_efficientvit.analysis.front import plot_front
 
 
 def parse_maps(items: List[str]) -> Dict[str, float]:
@@ -58,18 +56,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     if missing:
         raise SystemExit(f'error: {args.csv} has no {args.variant!r} row for {missing}; models '
                          f'there: {sorted(lat)}')
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for model, value in maps.items():
-        ax.plot(lat[model], value, 'o')
-        ax.annotate(f'{model}\n{lat[model]:.0f} ms, {value:.3f}', (lat[model], value), fontsize=7,
-                    xytext=(4, 4), textcoords='offset points')
-    ax.set_xlabel(f'latency (ms, median), {args.variant}')
-    ax.set_ylabel('DemoShapes bbox mAP@[.5:.95]')
-    ax.set_title(args.title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.margins(0.25)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=110)
+    plot_front({m: (lat[m], v) for m, v in maps.items()}, args.out, args.title,
+               xlabel=f'latency (ms, median), {args.variant}')
     print(f'wrote {args.out}')
     return args.out
 

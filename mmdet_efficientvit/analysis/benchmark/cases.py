@@ -1,8 +1,9 @@
 """What a benchmark compares: :class:`Case` (a model to run plus how to rebuild it) and its builders.
 
 Every case carries a JSON-able ``spec`` from which :func:`build_runner` rebuilds it in another process
-(the memory measurement runs each case in a fresh one). Weights are random: timings do not depend on
-them, and nothing is downloaded.
+(the memory measurement runs each case in a fresh one). Weights are random unless a spec names a local
+checkpoint (the speed-accuracy front times trained models): timings do not depend on them, and
+nothing is downloaded.
 
 The device protocol (:func:`device_backbone_cases`, :func:`device_detector_cases`; the paper's GPU
 protocol on CUDA) runs the same models on a device, in fp32 and AMP (autocast: float16 on CUDA,
@@ -132,7 +133,8 @@ def detector_runner(model: nn.Module, nms: bool) -> Callable:
 
 
 def build_runner(spec: Dict, threads: int) -> Callable:
-    """Build the callable for one benchmark case from its spec (weights: random)."""
+    """Build the callable for one benchmark case from its spec (weights: random, or a detector spec's
+    ``checkpoint``)."""
     kind = spec['kind']
     if kind == 'onnx':
         return onnx_runner(spec['onnx_path'], threads)
@@ -145,7 +147,7 @@ def build_runner(spec: Dict, threads: int) -> Callable:
         model = Backbone(timm.create_model(f"efficientvit_{spec['arch']}", pretrained=False,
                                            num_classes=0))
     elif kind == 'detector':
-        model = build_detector(spec['config'])
+        model = build_detector(spec['config'], spec.get('checkpoint'))
     else:
         raise ValueError(f'unknown case kind {kind!r}')
     if spec.get('deploy'):
@@ -397,10 +399,22 @@ def scores_below_threshold(detector: nn.Module) -> nn.Module:
     return detector
 
 
+# The variants of :func:`end2end_cases`.
+EAGER = 'eager predict (deployed, NMS)'
+ORT_FP32 = 'onnxruntime end2end fp32'
+ORT_INT8 = 'onnxruntime end2end INT8'
+
+
+def openvino_variant(precision: str) -> str:
+    """The variant name of the end-to-end graph under OpenVINO in ``precision``."""
+    return f'OpenVINO end2end {precision}'
+
+
 def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpdir: str,
                   log: Callable, group: str = 'end2end', reference: Optional[str] = None,
                   openvino_detectors: Sequence[str] = (),
-                  openvino_precisions: Sequence[str] = ()) -> List[List[Case]]:
+                  openvino_precisions: Sequence[str] = (),
+                  checkpoints: Optional[Dict[str, str]] = None) -> List[List[Case]]:
     """Image tensor to final boxes at bs=1: eager ``predict`` (deployed, with NMS) vs the end-to-end
     ONNX graph (``deployment/end2end``) under onnxruntime in fp32 and INT8, every model exported
     the same way; for ``openvino_detectors``, also the fp32 graph under OpenVINO in each of
@@ -411,7 +425,9 @@ def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpd
     OpenVINO rows against the same model's fp32 graph under onnxruntime. Weights are random with
     scores below ``score_thr`` (:func:`scores_below_threshold`), so NMS sees few boxes in every
     variant; INT8 ranges are calibrated on two random tensors of the timed size, which is enough
-    for timing and says nothing about accuracy.
+    for timing and says nothing about accuracy. ``checkpoints`` (detector -> checkpoint file) loads
+    trained weights instead, with the same score biases, so that NMS sees as few boxes as with random
+    weights and the rows still compare the networks.
     """
     import numpy as np
 
@@ -421,12 +437,12 @@ def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpd
     size = parse_size(size)
     cases = []
     rng = np.random.default_rng(seed)
-    eager, fp32, int8 = ('eager predict (deployed, NMS)', 'onnxruntime end2end fp32',
-                         'onnxruntime end2end INT8')
+    eager, fp32, int8 = EAGER, ORT_FP32, ORT_INT8
     for det in detectors:
         config, name = resolve_detector(det)
+        checkpoint = (checkpoints or {}).get(det)
         torch.manual_seed(seed)
-        model = scores_below_threshold(deploy_model(build_detector(config)))
+        model = scores_below_threshold(deploy_model(build_detector(config, checkpoint)))
         img = torch.randn(1, 3, *size)
         path = export_onnx(End2EndDetector(model).eval(), os.path.join(tmpdir, f'{name}_e2e.onnx'),
                            img, OUTPUT_NAMES, output_axes={n: {0: 'batch'} for n in OUTPUT_NAMES})
@@ -437,11 +453,11 @@ def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpd
                                   [rng.standard_normal((1, 3, *size), np.float32) for _ in range(2)],
                                   note='random tensors (timing only)')
         stats = complexity(RawDetector(model).eval(), img)
-        specs = {eager: dict(kind='detector', config=config, deploy=True, nms=True,
-                             scores_below_threshold=True),
+        specs = {eager: dict(kind='detector', config=config, checkpoint=checkpoint, deploy=True,
+                             nms=True, scores_below_threshold=True),
                  fp32: dict(kind='onnx', onnx_path=path), int8: dict(kind='onnx', onnx_path=int8_path)}
         if det in openvino_detectors:
-            specs.update({f'OpenVINO end2end {p}': dict(kind='openvino', onnx_path=path, precision=p)
+            specs.update({openvino_variant(p): dict(kind='openvino', onnx_path=path, precision=p)
                           for p in openvino_precisions})
         for variant, spec in specs.items():
             if reference is not None:

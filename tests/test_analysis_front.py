@@ -1,0 +1,250 @@
+"""The speed-accuracy front (mmdet_efficientvit/analysis/front.py, tools/analysis_tools/front.py):
+the final bbox mAP read from real mmengine work dirs (RTMDet-EfficientViT-M0 and RTMDet-tiny trained
+for a few iterations on generated DemoShapes), unfinished work dirs refused in one line, the Pareto
+helpers, the refusals of bad input, and the command end to end (slow)."""
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+from mmengine.runner import Runner
+
+from mmdet_efficientvit.analysis.front import (Run, UnfinishedRun, dominated_by, pareto_front,
+                                               read_run)
+from mmdet_efficientvit.datasets.demo_shapes import generate_demo_shapes
+from mmdet_efficientvit.resources import load_config
+
+from _data import CONFIGS, error_line, load_tool
+
+EPOCHS = 2
+FIX = 'delete the directory to train it again (or rerun with --retrain: every run trains again)'
+DEMOS = {'rtmdet_evit_demo_shapes': 'demo/rtmdet_evit_demo_shapes.py',
+         'rtmdet_tiny_demo_shapes': 'demo/rtmdet_tiny_demo_shapes.py'}
+# the last validation of a run in mmengine's text log, independent of the JSON result files
+VAL_LINE = re.compile(rf'Epoch\(val\) \[{EPOCHS}\].*coco/bbox_mAP: (-?\d+\.\d+)')
+
+
+def write_tiny_demo(path: Path, base: str, data_root: Path, size: int = 64) -> Path:
+    """A demo config at ``size`` px on ``data_root``, trained for EPOCHS epochs of two iterations,
+    validated after each, the checkpoint at the end (the demo recipe otherwise)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"""
+_base_ = {str(CONFIGS / base)!r}
+data_root = {str(data_root) + '/'!r}
+train_pipeline = [
+    dict(type='LoadImageFromFileOrSkip'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=({size}, {size}), keep_ratio=True),
+    dict(type='PackDetInputs')]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=({size}, {size}), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))]
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'val.json')
+test_evaluator = val_evaluator
+train_cfg = dict(max_epochs={EPOCHS}, val_interval=1)
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval={EPOCHS}))
+log_processor = dict(window_size=1)
+""")
+    return path
+
+
+@pytest.fixture(scope='module')
+def tiny_demos(tmp_path_factory):
+    """The two demo configs shrunk onto 4 + 2 generated DemoShapes images at 64 px."""
+    root = tmp_path_factory.mktemp('front')
+    data = generate_demo_shapes(str(root / 'shapes'), 4, 2, 64, seed=0)
+    return root, {name: write_tiny_demo(root / 'configs' / f'{name}.py', base, Path(data['root']))
+                  for name, base in DEMOS.items()}
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_demos):
+    """A finished work dir of each demo, trained in this process (EPOCHS x 2 iterations)."""
+    root, configs = tiny_demos
+    dirs = {}
+    for name, config in configs.items():
+        cfg = load_config(str(config))
+        cfg.work_dir = str(root / 'work_dirs' / name / 'seed0')
+        cfg.visualizer.name = name  # mmengine's visualizer is one instance per name and process
+        Runner.from_cfg(cfg).train()
+        dirs[name] = Path(cfg.work_dir)
+    return dirs
+
+
+def last_val_map(work_dir: Path) -> float:
+    (log, ) = work_dir.glob('*/*.log')
+    return float(VAL_LINE.findall(log.read_text())[-1])
+
+
+@pytest.mark.parametrize('name', list(DEMOS))
+def test_reads_the_final_validation(trained, tiny_demos, name):
+    """bbox mAP of the last epoch's validation (not the first one's), as the text log has it, and
+    the final checkpoint; a later tools/test.py run in the work dir is passed over."""
+    work_dir = trained[name]
+    run = read_run(Run(str(tiny_demos[1][name]), 0, str(work_dir), EPOCHS))
+    assert run.bbox_mAP == pytest.approx(last_val_map(work_dir), abs=5e-4)
+    assert run.checkpoint == str(work_dir / f'epoch_{EPOCHS}.pth')
+    (scalars, ) = work_dir.glob('*/vis_data/scalars.json')
+    text = scalars.read_text()
+    records = [json.loads(x) for x in text.splitlines()]
+    assert [r['step'] for r in records if 'coco/bbox_mAP' in r] == [1, EPOCHS]
+    first = next(r for r in records if 'coco/bbox_mAP' in r)  # the epoch-1 validation
+    scalars.write_text(text.replace(json.dumps(first), json.dumps(dict(first, **{
+        'coco/bbox_mAP': run.bbox_mAP + 0.5}))))
+    assert read_run(Run('x.py', 0, str(work_dir), EPOCHS)).bbox_mAP == run.bbox_mAP
+    scalars.write_text(text)
+    test_run = work_dir / '29991231_000000'  # what tools/test.py leaves: metrics, no training
+    test_run.mkdir()
+    (test_run / f'{test_run.name}.json').write_text(json.dumps({'coco/bbox_mAP': 0.99}) + '\n')
+    assert read_run(Run('x.py', 0, str(work_dir), EPOCHS)).bbox_mAP == run.bbox_mAP
+    shutil.rmtree(test_run)
+    assert read_run(Run('x.py', 0, str(work_dir.parent / 'seed1'), EPOCHS)) is None  # not trained
+
+
+def unfinished(work_dir: Path, max_epochs: int = EPOCHS) -> str:
+    with pytest.raises(UnfinishedRun) as err:
+        read_run(Run('x.py', 0, str(work_dir), max_epochs))
+    message = str(err.value)
+    assert '\n' not in message and message.startswith(f'{work_dir}: training did not finish (')
+    assert message.endswith(FIX)
+    return message
+
+
+def test_unfinished_work_dirs_are_one_line(trained, tmp_path):
+    """A run stopped early, a crashed rerun, a missing checkpoint, missing metrics, no log."""
+    finished = trained['rtmdet_evit_demo_shapes']
+    assert 'stopped in epoch 2 of 3' in unfinished(finished, max_epochs=3)
+    work_dir = tmp_path / 'seed0'
+    shutil.copytree(finished, work_dir)
+    crashed = work_dir / '29991231_000000' / 'vis_data'  # a later run that died in epoch 1
+    crashed.mkdir(parents=True)
+    (crashed / 'scalars.json').write_text(json.dumps(dict(loss=1.0, epoch=1, iter=1, step=1)) + '\n')
+    assert 'stopped in epoch 1 of 2' in unfinished(work_dir)
+    shutil.rmtree(crashed.parent)
+    (scalars, ) = work_dir.glob('*/vis_data/scalars.json')
+    lines = scalars.read_text().splitlines()
+    scalars.write_text('\n'.join(x for x in lines if 'coco/bbox_mAP' not in x or '"step": 1' in x))
+    assert 'no coco/bbox_mAP of the epoch-2 validation' in unfinished(work_dir)
+    scalars.write_text('\n'.join(lines))
+    (work_dir / f'epoch_{EPOCHS}.pth').unlink()
+    assert f'no epoch_{EPOCHS}.pth' in unfinished(work_dir)
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    assert 'no training log' in unfinished(empty)
+
+
+def test_unfinished_work_dir_refused_before_training(trained, tiny_demos, tmp_path, capsys):
+    """The command refuses an unfinished work dir in one line, naming the fix, and trains nothing."""
+    root, configs = tiny_demos
+    work_root = tmp_path / 'work'
+    partial = work_root / 'rtmdet_evit_demo_shapes' / 'seed0'
+    shutil.copytree(trained['rtmdet_evit_demo_shapes'], partial)
+    (partial / f'epoch_{EPOCHS}.pth').unlink()
+    front = load_tool('analysis_tools/front.py')
+    err = error_line(capsys, front.main, [
+        '--configs', str(configs['rtmdet_evit_demo_shapes']), '--reference',
+        str(configs['rtmdet_tiny_demo_shapes']), '--work-root', str(work_root)])
+    assert err == f'error: {partial}: training did not finish (no epoch_{EPOCHS}.pth): {FIX}'
+    assert not (work_root / 'rtmdet_tiny_demo_shapes').exists()
+
+
+def test_pareto_front_and_baselines():
+    points = {'m0': (80, 0.63), 'm2': (114, 0.64), 'm4': (133, 0.69), 'tiny': (168, 0.67),
+              's': (284, 0.70), 'slow': (300, 0.60), 'tie': (133, 0.69)}
+    assert pareto_front(points) == ['m0', 'm2', 'm4', 'tie', 's']
+    assert pareto_front({'a': (1, 0.5)}) == ['a']
+    assert dominated_by(points, ['tiny', 's']) == {
+        'm0': [], 'm2': [], 'm4': [], 'slow': ['tiny', 's'], 'tie': []}
+    # beaten on one axis only is not beaten; equal on both is not beaten either
+    assert dominated_by({'x': (100, 0.5), 'r': (100, 0.6)}, ['r']) == {'x': ['r']}
+    assert dominated_by({'x': (100, 0.6), 'r': (100, 0.6)}, ['r']) == {'x': []}
+
+
+def test_refusals(tmp_path, capsys):
+    """One line each: a missing config, a missing reference, a config that is not a detector, a
+    seed listed twice, a model change in --cfg-options."""
+    front = load_tool('analysis_tools/front.py')
+    m0, tiny = (str(CONFIGS / DEMOS[n]) for n in ('rtmdet_evit_demo_shapes', 'rtmdet_tiny_demo_shapes'))
+    backbone = tmp_path / 'backbone_only.py'
+    backbone.write_text("model = dict(type='ResNet', depth=18)\ntrain_cfg = dict(max_epochs=1)\n")
+    data_only = tmp_path / 'data_only.py'
+    data_only.write_text("_base_ = 'mmdet::_base_/datasets/coco_detection.py'\n")
+    work = ['--work-root', str(tmp_path / 'work')]
+    cases = [
+        (['--configs', 'configs/demo/nope.py', '--reference', tiny],
+         'error: config not found: configs/demo/nope.py (give the config file'),
+        (['--configs', m0, '--reference', 'configs/demo/rtmdet_tiny.py'],
+         'error: --reference config not found: configs/demo/rtmdet_tiny.py'),
+        (['--configs', str(backbone), '--reference', tiny],
+         f"error: {backbone} is not a detector config (model.type 'ResNet' is not an mmdet detector)"),
+        (['--configs', str(data_only), '--reference', tiny],
+         f'error: {data_only} is not a detector config (model.type None'),
+        (['--configs', m0, '--reference', tiny, '--seeds', '0', '1', '0'],
+         'error: --seeds 0 1 0: seed 0 is listed twice; list each seed once'),
+        (['--configs', m0, '--reference', tiny, '--cfg-options', 'model.neck.out_channels=8'],
+         'error: --cfg-options model.neck.out_channels: the front sets seeds and work dirs'),
+    ]
+    for argv, start in cases:
+        assert error_line(capsys, front.main, argv + work).startswith(start), argv
+    assert not (tmp_path / 'work').exists()
+
+
+@pytest.mark.slow
+def test_front_command_end_to_end(tiny_demos, tmp_path, monkeypatch, capsys):
+    """Train M0 and RTMDet-tiny (one seed, two at once), read their mAPs, time both graphs, write
+    the CSV, the table and the plot; a second run reuses both work dirs; a training that fails is
+    one line."""
+    _, configs = tiny_demos
+    monkeypatch.chdir(tiny_demos[0])
+    m0, tiny = (str(configs[n].relative_to(tiny_demos[0])) for n in DEMOS)
+    front = load_tool('analysis_tools/front.py')
+    argv = ['--configs', m0, '--reference', tiny, '--seeds', '0', '--jobs', '2', '--size', '64x64',
+            '--repeats', '1', '--warmup', '1', '--min-run-time', '0.01', '--progress-every', '1',
+            '--work-root', 'work_front', '--out', 'results/front.csv']
+    result = front.main(argv)
+    log = capsys.readouterr().err
+    for name in DEMOS:
+        assert f'{name} seed 0: training into work_front/{name}/seed0' in log
+        assert re.search(rf'{name} seed 0: trained in \d+\.\d min', log)
+    rows = list(csv.DictReader(open('results/front.csv')))
+    assert [(r['config'], r['seed']) for r in rows] == [(m0, '0'), (tiny, '0')]
+    for row, name in zip(rows, DEMOS):
+        work_dir = Path('work_front', name, 'seed0')
+        assert float(row['bbox_mAP']) == pytest.approx(last_val_map(work_dir), abs=5e-4)
+        assert row['bbox_mAP_mean'] == row['bbox_mAP'] and float(row['latency_ms']) > 0
+        assert float(row['latency_int8_ms']) > 0
+        assert row['weights'] == 'trained (seed 0 checkpoints)' and row['input_size'] == '64x64'
+    assert rows[1]['ratio_to_tiny'] == '1.000' and rows[1]['ratio_int8_to_tiny'] == '1.000'
+    assert float(rows[0]['ratio_to_tiny']) == pytest.approx(
+        float(rows[0]['latency_ms']) / float(rows[1]['latency_ms']), rel=1e-3)
+    assert [r.bbox_mAP for r in result.runs] == [float(r['bbox_mAP']) for r in rows]
+    table = Path('results/front.md').read_text()
+    assert f'| `{m0}` | 0 | {rows[0]["bbox_mAP"]} |' in table
+    img = cv2.imread('results/front.png')
+    assert img is not None and img.shape[1] > 500 and img.std() > 5
+    runs_before = sorted(p.name for p in Path('work_front').glob('*/seed0/*/'))
+
+    front.main(argv)  # everything finished: reused, nothing trained
+    log = capsys.readouterr().err
+    assert '0 of 2 runs to train' in log and 'reusing work_front/rtmdet_tiny_demo_shapes/seed0' in log
+    assert sorted(p.name for p in Path('work_front').glob('*/seed0/*/')) == runs_before
+
+    broken = write_tiny_demo(Path('configs/broken_demo.py'), DEMOS['rtmdet_evit_demo_shapes'],
+                             Path('no_such_data'))
+    with pytest.raises(SystemExit) as exit_info:
+        front.main(argv[:1] + [str(broken)] + argv[2:])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress lines
+    assert err.startswith('error: work_front/broken_demo/seed0: training failed (exit 1: error: ')
+    assert err.endswith(f'see work_front/broken_demo/seed0/front_train.log, then {FIX}')
