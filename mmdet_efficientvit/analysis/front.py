@@ -179,16 +179,16 @@ def train_command(run: Run, cfg_options: Sequence[str]) -> List[str]:
             run.work_dir, '--cfg-options', f'randomness.seed={run.seed}', *cfg_options]
 
 
-def _progress(run: Run) -> str:
+def _epoch(run: Run) -> int:
+    """The epoch that the run's latest training record is in (0: none logged yet)."""
     records = [r for r in training_records(run.work_dir) if 'epoch' in r]
-    return (f'epoch {records[-1]["epoch"]}/{run.max_epochs}, iter {records[-1]["iter"]}' if records
-            else 'starting')
+    return records[-1]['epoch'] if records else 0
 
 
 def train_runs(runs: List[Run], cfg_options: Sequence[str], jobs: int, log: Callable,
                poll_s: float = 30.0) -> Dict[str, str]:
     """Train ``runs``, ``jobs`` at a time, each on one thread (``OMP_NUM_THREADS=1``), logging
-    each run's epoch as it moves; each run's output goes to ``<work_dir>/front_train.log``.
+    each run's epoch as it starts; each run's output goes to ``<work_dir>/front_train.log``.
     Returns one line per failed run, by work dir (empty: none failed)."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
                PYTHONPATH=os.pathsep.join(filter(None, [osp.dirname(PACKAGE_DIR),
@@ -201,16 +201,17 @@ def train_runs(runs: List[Run], cfg_options: Sequence[str], jobs: int, log: Call
             out = open(osp.join(run.work_dir, 'front_train.log'), 'a')
             proc = subprocess.Popen(train_command(run, cfg_options), env=env, stdout=out,
                                     stderr=subprocess.STDOUT)
-            running[proc] = (run, out, time.time(), '')
+            running[proc] = (run, out, time.time(), 0)
             log(f'{config_name(run.config)} seed {run.seed}: training into {run.work_dir}')
         time.sleep(poll_s if running else 0)
         for proc, (run, out, start, shown) in list(running.items()):
             minutes = (time.time() - start) / 60
-            state = _progress(run)
             if proc.poll() is None:
-                if state != shown:
-                    log(f'{config_name(run.config)} seed {run.seed}: {state}, {minutes:.1f} min so far')
-                running[proc] = (run, out, start, state)
+                epoch = _epoch(run)
+                if epoch != shown:
+                    log(f'{config_name(run.config)} seed {run.seed}: epoch {epoch}/{run.max_epochs}, '
+                        f'{minutes:.1f} min so far')
+                running[proc] = (run, out, start, epoch)
                 continue
             out.close()
             del running[proc]
