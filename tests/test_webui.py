@@ -31,7 +31,8 @@ from _data import REPO, free_port, load_tool, mmdet_predictions, tiny_config, to
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
-from mmdet_efficientvit.apis.inference import OnnxDetector, PytorchDetector  # noqa: E402
+from mmdet_efficientvit.apis.inference import (OnnxDetector, PytorchDetector,  # noqa: E402
+                                               draw_detections, for_drawing)
 from mmdet_efficientvit.apis.webui import DemoPage  # noqa: E402
 from mmdet_efficientvit.datasets.demo_shapes import (DEMO_SHAPES_CLASSES,  # noqa: E402
                                                      generate_demo_shapes)
@@ -250,6 +251,47 @@ def test_page_in_a_browser(page, models, tmp_path, monkeypatch):
     cache = models['root'] / 'out' / 'cache'
     uploaded = {p.name for p in cache.rglob('*') if p.is_file()}
     assert {'000000.jpg', 'notes.png'} <= uploaded and 'big.png' not in uploaded
+
+
+@pytest.mark.slow
+def test_masks_of_mask_rcnn(tmp_path, single_thread):
+    """Mask R-CNN (the demo config, random weights as the exporter prepares them): the PyTorch
+    detector's picture, masks included, is tools/demo.py's PNG; its end-to-end graph's detections
+    carry the pasted masks, drawn on the picture, which matches within mask edges."""
+    from mmdet_efficientvit.deployment.end2end import randomize_for_check
+    cfg = tmp_path / 'mask_rcnn.py'
+    cfg.write_text(f"_base_ = {str(REPO / 'configs/demo/mask_rcnn_evit_demo_shapes.py')!r}\n"
+                   'model = dict(test_cfg=dict(rpn=dict(nms_pre=100, max_per_img=50), '
+                   'rcnn=dict(max_per_img=5)))\n')
+    torch.manual_seed(0)
+    model = randomize_for_check(build_detector(str(cfg)))
+    ckpt = str(tmp_path / 'mask_rcnn.pth')
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(dataset_meta=dict(classes=DEMO_SHAPES_CLASSES))), ckpt)
+    onnx = str(tmp_path / 'mask_rcnn.onnx')
+    load_tool('deployment/export_onnx.py').main(
+        [str(cfg), '--checkpoint', ckpt, '--end2end', '--shape', '192x256', '--check-sizes',
+         '192x256', '--check-batch', '1', '--out', onnx])
+    data = generate_demo_shapes(str(tmp_path / 'shapes'), 1, 1, (256, 192), seed=1)
+    image = osp.join(data['val_img_dir'], '000000.jpg')
+    demo_png, = load_tool('demo.py').main([image, str(cfg), ckpt, '--out-dir',
+                                           str(tmp_path / 'demo'), '--score-thr', '0.3'])
+    page = DemoPage([PytorchDetector(str(cfg), ckpt), OnnxDetector(onnx)], str(tmp_path / 'out'))
+    torch_name, onnx_name = page.detectors
+    picture, rows, _ = page.run(image, 'shapes.jpg', torch_name, 0.3)
+    np.testing.assert_array_equal(picture[..., ::-1], cv2.imread(demo_png))
+    assert rows and 'masks' in page.detectors[torch_name](image).pred_instances
+
+    pred = page.detectors[onnx_name](image)
+    assert pred.pred_instances.masks.shape[1:] == (192, 256) and pred.pred_instances.masks.any()
+    onnx_picture, onnx_rows, _ = page.run(image, 'shapes.jpg', onnx_name, 0.3)
+    assert_rows_close(onnx_rows, rows, atol=0.2)
+    assert (onnx_picture != picture).any(-1).mean() < 0.02  # mask edges (IoU > 0.98)
+    without_masks = pred.clone()
+    del without_masks.pred_instances.masks
+    boxes_only = draw_detections(page.detectors[onnx_name].visualizer, cv2.imread(image),
+                                 for_drawing(without_masks, 0.3, DEDUP_IOU), 0.3)
+    assert (onnx_picture != boxes_only).any(-1).mean() > 0.05  # the masks are drawn
 
 
 # --------------------------------------------------------------------------- bad startup input

@@ -53,9 +53,17 @@ def for_drawing(pred: DetDataSample, score_thr: float, dedup_iou: float) -> DetD
 def draw_detections(visualizer, image: np.ndarray, drawn: DetDataSample,
                     score_thr: float) -> np.ndarray:
     """The RGB picture of ``image`` (BGR, as mmcv reads it) with the detections of ``drawn`` (from
-    :func:`for_drawing`): what ``DetInferencer.visualize`` draws, without writing a file."""
-    visualizer.add_datasample('image', mmcv.bgr2rgb(image), drawn, draw_gt=False,
-                              pred_score_thr=score_thr)
+    :func:`for_drawing`): what ``DetInferencer.visualize`` draws, without writing a file.
+
+    mmdet jitters each mask's colour with numpy's global random generator; it is seeded here (and
+    restored after), so one image and its detections always give the same picture."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        visualizer.add_datasample('image', mmcv.bgr2rgb(image), drawn, draw_gt=False,
+                                  pred_score_thr=score_thr)
+    finally:
+        np.random.set_state(state)
     return visualizer.get_image()
 
 
