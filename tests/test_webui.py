@@ -156,6 +156,17 @@ def test_page_draws_what_the_demo_tool_writes(page, models, tmp_path):
     with pytest.raises(SetupError, match='empty.jpg is not an image'):
         page.run(str(tmp_path / 'empty.jpg'), 'empty.jpg', onnx_name, 0.5)
 
+    # the graph under OpenVINO (--runtime openvino) too
+    pytest.importorskip('openvino', reason='OpenVINO is not installed (make setup installs it)')
+    openvino = OnnxDetector(models['onnx'], 'openvino')
+    assert openvino.name == 'ONNX: tiny_e2e.onnx (OpenVINO (CPU, f32))'
+    page.detectors[openvino.name] = openvino
+    try:
+        _, openvino_rows, _ = page.run(models['image'], 'shapes.jpg', openvino.name, models['thr'])
+    finally:
+        del page.detectors[openvino.name]
+    assert_rows_close(openvino_rows, models['rows'], atol=0.11)
+
 
 def browser_binary() -> str:
     """The Chromium the browser tests drive (``WEBUI_BROWSER`` or one on PATH), else skip."""
@@ -166,6 +177,7 @@ def browser_binary() -> str:
     return path
 
 
+@pytest.mark.slow
 def test_page_in_a_browser(page, models, tmp_path, monkeypatch):
     """In headless Chromium: the page loads without fetching anything from elsewhere; an uploaded
     image gives tools/demo.py's picture and mmdet's table for each detector; a sample gives a result;
@@ -306,13 +318,19 @@ def plain_onnx(path) -> str:
     return str(path)
 
 
-def test_bad_startup_arguments(models, tmp_path):
+def test_bad_startup_arguments(models, tmp_path, monkeypatch):
     """Each mistake is one line naming the fix, before any page starts."""
     tool = load_tool('webui.py')
+    out = str(tmp_path / 'out')
+    with monkeypatch.context() as without_gradio:
+        without_gradio.setitem(sys.modules, 'gradio', None)  # import gradio raises ImportError
+        with pytest.raises(SetupError, match='needs Gradio.*: pip install gradio'):
+            tool.main(['--onnx', models['onnx'], '--out-dir', out])
+    pytest.importorskip('gradio', reason='the demo page needs Gradio (pip install gradio)')
     backbone_only = tmp_path / 'backbone.py'
     backbone_only.write_text("custom_imports = dict(imports=['mmdet_efficientvit'])\n"
                              "model = dict(type='EfficientViT', arch='m0')\n")
-    cfg, ckpt, out = models['cfg'], models['ckpt'], str(tmp_path / 'out')
+    cfg, ckpt = models['cfg'], models['ckpt']
     with socket.socket() as taken:
         taken.bind(('127.0.0.1', 0))
         taken.listen()
@@ -341,6 +359,17 @@ def test_bad_startup_arguments(models, tmp_path):
     assert not os.path.exists(out)  # refused before writing anything
 
 
+def outside_address():
+    """This machine's IPv4 address on its default route (no packet is sent), None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(('192.0.2.1', 9))  # TEST-NET-1: only the route is looked up
+        except OSError:
+            return None
+        address = sock.getsockname()[0]
+    return None if address.startswith('127.') else address
+
+
 @pytest.mark.slow
 def test_command_starts_the_page_and_refuses_with_exit_2(models, tmp_path):
     """``mmdet-efficientvit webui``: a graph that is not end-to-end is one ``error:`` line and exit
@@ -363,6 +392,10 @@ def test_command_starts_the_page_and_refuses_with_exit_2(models, tmp_path):
         assert first.startswith(f'demo page: http://127.0.0.1:{port}/ '), first
         with urllib.request.urlopen(f'http://127.0.0.1:{port}/', timeout=30) as reply:
             assert reply.status == 200 and b'EfficientViT detectors' in reply.read()
+        address = outside_address()
+        if address:  # not reachable through the machine's network address
+            with pytest.raises(ConnectionRefusedError), socket.create_connection((address, port)):
+                pass
     finally:
         server.terminate()
         server.wait(timeout=30)

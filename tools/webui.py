@@ -51,8 +51,9 @@ def main(argv=None) -> None:
         raise SetupError(f'{len(args.config)} --config but {len(args.checkpoint)} --checkpoint: pass '
                          'each --config with its --checkpoint')
     from mmdet_efficientvit.apis.inference import OnnxDetector, PytorchDetector
-    from mmdet_efficientvit.apis.webui import DemoPage, check_port
-    check_port(args.host, args.port)  # before the models load
+    from mmdet_efficientvit.apis.webui import DemoPage, check_port, import_gradio
+    import_gradio()  # before the models load
+    check_port(args.host, args.port)
     detectors = [PytorchDetector(cfg, ckpt, args.device)
                  for cfg, ckpt in zip(args.config, args.checkpoint)]
     detectors += [OnnxDetector(path, runtime) for path in args.onnx for runtime in args.runtime]

@@ -84,19 +84,17 @@ def build_inferencer(cfg: Config, checkpoint: str, device: str) -> DetInferencer
     meta = read_checkpoint(checkpoint).get('meta') or {}
     inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
     if 'dataset_meta' not in meta and 'CLASSES' not in meta:
-        dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True))
-        classes = dataset.metainfo.get('classes')
+        classes = dataset_metainfo(cfg).get('classes')
         if classes:
             inferencer.model.dataset_meta = dict(classes=tuple(classes))
             inferencer.visualizer.dataset_meta = inferencer.model.dataset_meta
     return inferencer
 
 
-def config_palette(cfg: Config) -> Union[list, str]:
-    """The box colours DetInferencer draws a config's detections in: its test dataset's palette,
-    else mmdet's seeded random one."""
-    dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True))
-    return dataset.metainfo.get('palette') or 'random'
+def dataset_metainfo(cfg: Config) -> dict:
+    """The metainfo (classes, palette) of a config's test dataset, where DetInferencer looks for
+    them; nothing is read from disk."""
+    return DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True)).metainfo
 
 
 class PytorchDetector:
@@ -131,11 +129,14 @@ class OnnxDetector:
             self.session, self.meta = self.tool.load_model(path, threads, runtime=runtime)
         except self.tool.UserError as err:
             raise SetupError(str(err)) from None
-        # the palette as DetInferencer picks it for the config the graph was exported from
-        cfg = Config.fromstring(self.session.metadata['config_text'], '.py')
+        # box colours as DetInferencer picks them for the config the graph was exported from (its
+        # test dataset's palette), else mmdet's seeded random ones
+        config_text = self.session.metadata.get('config_text')
+        palette = (dataset_metainfo(Config.fromstring(config_text, '.py')).get('palette')
+                   if config_text else None)
         self.visualizer = VISUALIZERS.build(dict(VISUALIZER, name=f'onnx-{id(self)}'))
         self.visualizer.dataset_meta = dict(classes=tuple(self.meta['classes']),
-                                            palette=config_palette(cfg))
+                                            palette=palette or 'random')
         self.name = f'ONNX: {osp.basename(path)} ({self.session.name})'
 
     def __call__(self, path: str) -> DetDataSample:

@@ -64,6 +64,18 @@ def table_rows(drawn, classes: Sequence[str]) -> List[list]:
                                          instances.labels.tolist())]
 
 
+def import_gradio():
+    """Gradio, with its analytics and version check off (set before the import); a set-up error
+    naming the install where it is missing (it is optional: only the page needs it)."""
+    os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'
+    try:
+        import gradio
+    except ImportError:
+        raise SetupError('the demo page needs Gradio, which is not installed here: pip install '
+                         'gradio (or pip install "mmdet-efficientvit[webui]")') from None
+    return gradio
+
+
 def check_port(host: str, port: int) -> None:
     """Refuse a ``host:port`` that cannot be listened on (taken, or not an address of this machine)
     before anything is built."""
@@ -126,14 +138,10 @@ class DemoPage:
         return picture, rows, status
 
     def build(self):
-        """The Gradio page (``gradio.Blocks``); importing Gradio here keeps it optional."""
-        os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'  # before the import: no analytics, no
-        os.environ['GRADIO_TEMP_DIR'] = osp.join(self.out_dir, CACHE_DIR)  # version check
-        try:
-            import gradio as gr
-        except ImportError:
-            raise SetupError('the demo page needs Gradio, which is not installed here: pip install '
-                             'gradio (or pip install "mmdet-efficientvit[webui]")') from None
+        """The Gradio page (``gradio.Blocks``)."""
+        gr = import_gradio()
+        # where Gradio stores uploads and shown files (read as each component is made)
+        os.environ['GRADIO_TEMP_DIR'] = osp.join(self.out_dir, CACHE_DIR)
 
         def on_change(upload: Optional[dict], choice: str, score_thr: float):
             if upload is None:
