@@ -187,6 +187,8 @@ def test_page_in_a_browser(page, models, tmp_path, monkeypatch):
     sync_api = pytest.importorskip('playwright.sync_api',
                                    reason='the browser test needs Playwright (pip install playwright)')
     browser_path = browser_binary()
+    screenshot = os.environ.get('WEBUI_SCREENSHOT')
+    screenshot = osp.abspath(screenshot) if screenshot else None  # before the change of folder
     cwd = tmp_path / 'cwd'
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -249,14 +251,14 @@ def test_page_in_a_browser(page, models, tmp_path, monkeypatch):
         picture, rows = result('000000.jpg', onnx_name)
         assert_rows_close(rows, models['rows'], atol=0.11)
 
-        if os.environ.get('WEBUI_SCREENSHOT'):  # the page with a sample's result, no messages
+        if screenshot:  # the page with a sample's result, no messages
             tab.reload()
             shown = list(page.detectors)[-1]  # WEBUI_SCREENSHOT_CONFIG's where given
             tab.locator('#detector input').click()
             tab.get_by_role('option', name=shown).click()
             samples.nth(2).click()
             result('shapes_2.png', shown)
-            tab.screenshot(path=os.environ['WEBUI_SCREENSHOT'], full_page=True)
+            tab.screenshot(path=screenshot, full_page=True)
         browser.close()
     assert not elsewhere, elsewhere
     assert not os.listdir(cwd)  # nothing written where the page was started

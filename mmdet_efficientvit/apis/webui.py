@@ -37,6 +37,8 @@ TABLE_HEADERS = ['class', 'score', 'x1', 'y1', 'x2', 'y2']
 SAMPLES_DIR = 'samples'  # under out_dir: the generated sample images
 CACHE_DIR = 'cache'  # under out_dir: Gradio's uploads and the pictures it shows
 CACHE_CLEANUP = (600, 3600)  # every 10 min, delete cached files older than an hour (Gradio's delete_cache)
+# pictures fill their boxes (small images scaled up, keeping their aspect ratio)
+CSS = '#image img, #picture img {width: 100%; height: 100%; object-fit: contain}'
 # A refused upload: one line on the page (status box and a warning toast); the page keeps running.
 NOT_AN_IMAGE = ('{name} is not an image that OpenCV can read: drop a PNG, JPEG, BMP, TIFF or '
                 'WebP file')
@@ -195,7 +197,7 @@ class DemoPage:
         self.blocks = page = self.build()
         page.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
                     max_file_size=int(self.max_upload_mb * 2**20), ssr_mode=False, mcp_server=False,
-                    footer_links=[], show_error=False)
+                    footer_links=[], show_error=False, css=CSS)
         url = f'http://{host}:{port}/'
         print(f'demo page: {url} (detectors: {"; ".join(self.detectors)}; files under '
               f'{self.out_dir})', flush=True)
