@@ -146,7 +146,7 @@ def test_page_draws_what_the_demo_tool_writes(page, models, tmp_path):
     assert fewer == [r for r in rows if r[1] > 0.99]
     assert [osp.basename(p) for p in page.samples] == ['shapes_0.png', 'shapes_1.png',
                                                        'shapes_2.png']
-    assert all(cv2.imread(p).shape == (240, 320, 3) for p in page.samples)
+    assert all(cv2.imread(p).shape == (256, 256, 3) for p in page.samples)
 
     text = tmp_path / 'notes.png'
     text.write_text('not an image')
@@ -197,7 +197,7 @@ def test_page_in_a_browser(page, models, tmp_path, monkeypatch):
     expect = sync_api.expect
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=browser_path, headless=True)
-        tab = browser.new_page(viewport=dict(width=1280, height=1000))
+        tab = browser.new_page(viewport=dict(width=1280, height=860))
         elsewhere = []
         tab.on('request', lambda r: None if r.url.startswith((url, 'data:', 'blob:'))
                else elsewhere.append(r.url))

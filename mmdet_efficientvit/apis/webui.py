@@ -44,7 +44,7 @@ NOT_AN_IMAGE = ('{name} is not an image that OpenCV can read: drop a PNG, JPEG, 
                 'WebP file')
 
 
-def write_samples(out_dir: str, num: int = 3, size: Tuple[int, int] = (320, 240),
+def write_samples(out_dir: str, num: int = 3, size: Tuple[int, int] = (256, 256),
                   seed: int = 0) -> List[str]:
     """``num`` DemoShapes images (``size`` = (w, h)) as PNG files in ``out_dir/samples/``."""
     folder = osp.join(out_dir, SAMPLES_DIR)
