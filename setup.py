@@ -68,5 +68,7 @@ setup(
     # `pip install mmdet-efficientvit[mmdeploy]` adds what mmdeploy imports; mmdeploy itself goes in with
     # --no-deps (info['MMDEPLOY_INSTALL'], docs/deployment.md), as its pins would downgrade protobuf.
     # `[openvino]`: onnx_inference.py --runtime openvino (onnxruntime stays the default runtime)
-    extras_require={'mmdeploy': list(info['MMDEPLOY_DEPS']), 'openvino': ['openvino']},
+    # `[webui]`: the demo page (tools/webui.py); its browser test also needs playwright and Chromium
+    extras_require={'mmdeploy': list(info['MMDEPLOY_DEPS']), 'openvino': ['openvino'],
+                    'webui': ['gradio>=6']},
 )

@@ -37,8 +37,9 @@ def user_message(err: BaseException) -> str:
 
 
 @contextmanager
-def short_errors(cfg: Optional[Config] = None) -> Iterator[None]:
-    """Print known set-up errors as ``error: <message>`` and exit 1; let real bugs keep their traceback.
+def short_errors(cfg: Optional[Config] = None, exit_code: int = 1) -> Iterator[None]:
+    """Print known set-up errors as ``error: <message>`` and exit with ``exit_code`` (1; 2 for a tool
+    whose whole input is its command line, as argparse exits); let real bugs keep their traceback.
 
     With ``cfg``, a ``ConfigError`` names the config file, and a ``JSONDecodeError`` (pycocotools and
     mmdet do not say which file) becomes one such message naming the annotation file that does not
@@ -49,7 +50,7 @@ def short_errors(cfg: Optional[Config] = None) -> Iterator[None]:
     except USER_ERRORS as e:
         where = f'{cfg.filename}: ' if isinstance(e, ConfigError) and cfg is not None else ''
         print(f'error: {where}{user_message(e)}', file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exit_code)
     except json.JSONDecodeError as e:
         broken = broken_annotation_file(cfg, e) if cfg is not None else None
         if broken is None:

@@ -22,6 +22,7 @@ COMMANDS = {
     'train': 'train.py',
     'test': 'test.py',
     'demo': 'demo.py',
+    'webui': 'webui.py',
     'export-onnx': 'deployment/export_onnx.py',
     'onnx-inference': 'deployment/onnx_inference.py',
     'check-mmdeploy': 'deployment/check_mmdeploy.py',

@@ -97,13 +97,14 @@ def test_demo_tool_draws_a_two_stage_detector(tmp_path):
 def test_drawing_keeps_one_box_per_object_and_leaves_the_prediction_alone():
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
-    demo = load_tool('demo.py')
+
+    from mmdet_efficientvit.apis.inference import for_drawing
     pred = DetDataSample(pred_instances=InstanceData(
         bboxes=torch.tensor([[10., 10, 50, 50], [11, 10, 50, 51], [60, 60, 90, 90], [0, 0, 5, 5]]),
         scores=torch.tensor([0.9, 0.8, 0.7, 0.2]), labels=torch.tensor([0, 2, 1, 3])))
-    drawn = demo.for_drawing(pred, score_thr=0.5, dedup_iou=0.7)
+    drawn = for_drawing(pred, score_thr=0.5, dedup_iou=0.7)
     assert drawn.pred_instances.labels.tolist() == [0, 1]  # label 2 boxes the same object as label 0
-    assert len(demo.for_drawing(pred, score_thr=0.5, dedup_iou=1).pred_instances) == 3
+    assert len(for_drawing(pred, score_thr=0.5, dedup_iou=1).pred_instances) == 3
     assert len(pred.pred_instances) == 4  # drawing only
 
 

@@ -18,14 +18,10 @@ import os.path as osp
 from typing import List, Optional
 
 import mmcv
-from mmcv.ops import nms
-from mmdet.apis import DetInferencer
-from mmdet.registry import DATASETS
-from mmdet.structures import DetDataSample
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
+from mmdet_efficientvit.apis.inference import PytorchDetector, draw_detections, for_drawing
 from mmdet_efficientvit.cli import short_errors
-from mmdet_efficientvit.models.utils import read_checkpoint
 from mmdet_efficientvit.resources import load_config
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -62,47 +58,20 @@ def list_images(inputs: str, max_images: Optional[int] = None) -> List[str]:
     return files[:max_images]
 
 
-def for_drawing(pred: DetDataSample, score_thr: float, dedup_iou: float) -> DetDataSample:
-    """A copy of ``pred`` with what the picture shows: detections above ``score_thr`` and, among
-    boxes overlapping by more than ``dedup_iou`` whatever their classes, the best-scoring one."""
-    pred = pred.clone()
-    instances = pred.pred_instances[pred.pred_instances.scores > score_thr]
-    if dedup_iou < 1 and len(instances):
-        _, keep = nms(instances.bboxes, instances.scores, dedup_iou)  # class-agnostic NMS
-        instances = instances[keep]
-    pred.pred_instances = instances
-    return pred
-
-
-def build_inferencer(cfg: Config, checkpoint: str, device: str) -> DetInferencer:
-    """mmdet's DetInferencer, with class names from the checkpoint (as DetInferencer reads them) or,
-    for a checkpoint without any, from the config's test dataset (DetInferencer would take COCO's)."""
-    meta = read_checkpoint(checkpoint).get('meta') or {}
-    inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
-    if 'dataset_meta' not in meta and 'CLASSES' not in meta:
-        dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True))
-        classes = dataset.metainfo.get('classes')
-        if classes:
-            inferencer.model.dataset_meta = dict(classes=tuple(classes))
-            inferencer.visualizer.dataset_meta = inferencer.model.dataset_meta
-    return inferencer
-
-
 def main(argv=None) -> List[str]:
     args = parse_args(argv)
     images = list_images(args.inputs, args.max_images)
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    inferencer = build_inferencer(cfg, args.checkpoint, args.device)
+    detector = PytorchDetector(cfg, args.checkpoint, args.device)
 
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
     for path in images:
-        pred = inferencer(path, return_datasamples=True, no_save_vis=True)['predictions'][0]
+        pred = detector(path)
         drawn = for_drawing(pred, args.score_thr, args.dedup_iou)
-        picture, = inferencer.visualize([path], [drawn], return_vis=True, no_save_vis=True,
-                                        pred_score_thr=args.score_thr)
+        picture = draw_detections(detector.visualizer, mmcv.imread(path), drawn, args.score_thr)
         out_file = osp.join(args.out_dir, osp.splitext(osp.basename(path))[0] + '.png')
         mmcv.imwrite(mmcv.rgb2bgr(picture), out_file)
         above = int((pred.pred_instances.scores > args.score_thr).sum())

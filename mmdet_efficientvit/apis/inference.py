@@ -1,0 +1,159 @@
+"""Detectors on single image files, PyTorch or an end-to-end ONNX graph, and the picture of their
+detections as ``tools/demo.py`` draws it.
+
+Both kinds of detector are called as ``detector(path) -> DetDataSample`` (detections in the image's
+pixels, as mmdet's ``predict(rescale=True)`` gives them) and carry the mmdet ``visualizer`` that draws
+them:
+
+* :class:`PytorchDetector`: a config and checkpoint through mmdet's ``DetInferencer`` (any detector
+  the config builds; boxes, and masks for Mask R-CNN);
+* :class:`OnnxDetector`: a graph written by ``export_onnx.py --end2end``, run by the inference code
+  of ``tools/deployment/onnx_inference.py`` (onnxruntime or OpenVINO; its preprocessing, box
+  mapping and mask pasting).
+
+:func:`for_drawing` picks what a picture shows and :func:`draw_detections` draws it with mmdet's
+``DetLocalVisualizer``; ``tools/demo.py`` and the demo page (:mod:`.webui`) call these two, so the
+page shows what the tool writes.
+"""
+import os.path as osp
+from typing import Union
+
+import mmcv
+import numpy as np
+import torch
+from mmcv.ops import nms
+from mmdet.apis import DetInferencer
+from mmdet.models.detectors import BaseDetector
+from mmdet.registry import DATASETS, MODELS, VISUALIZERS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+
+from ..deployment.inference_tool import inference_tool
+from ..errors import ConfigError, SetupError
+from ..models.utils import read_checkpoint
+from ..resources import load_config
+
+# mmdet's default_runtime visualizer, which every config here inherits: how ONNX detections are drawn
+VISUALIZER = dict(type='DetLocalVisualizer')
+
+
+def for_drawing(pred: DetDataSample, score_thr: float, dedup_iou: float) -> DetDataSample:
+    """A copy of ``pred`` with what the picture shows: detections above ``score_thr`` and, among
+    boxes overlapping by more than ``dedup_iou`` whatever their classes, the best-scoring one."""
+    pred = pred.clone()
+    instances = pred.pred_instances[pred.pred_instances.scores > score_thr]
+    if dedup_iou < 1 and len(instances):
+        _, keep = nms(instances.bboxes, instances.scores, dedup_iou)  # class-agnostic NMS
+        instances = instances[keep]
+    pred.pred_instances = instances
+    return pred
+
+
+def draw_detections(visualizer, image: np.ndarray, drawn: DetDataSample,
+                    score_thr: float) -> np.ndarray:
+    """The RGB picture of ``image`` (BGR, as mmcv reads it) with the detections of ``drawn`` (from
+    :func:`for_drawing`): what ``DetInferencer.visualize`` draws, without writing a file.
+
+    mmdet jitters each mask's colour with numpy's global random generator; it is seeded here (and
+    restored after), so one image and its detections always give the same picture."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        visualizer.add_datasample('image', mmcv.bgr2rgb(image), drawn, draw_gt=False,
+                                  pred_score_thr=score_thr)
+    finally:
+        np.random.set_state(state)
+    return visualizer.get_image()
+
+
+def check_detector_config(cfg: Config, name: str) -> None:
+    """Refuse a config whose ``model`` is not one of mmdet's detectors, before anything is built."""
+    model = cfg.get('model')
+    kind = model.get('type') if isinstance(model, dict) else None
+    cls = MODELS.get(kind) if isinstance(kind, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, BaseDetector)):
+        raise ConfigError(f'{name} is not a detector config (its model type is {kind!r}, not one of '
+                          "mmdet's detectors): pass a detector config such as "
+                          'mmdet_efficientvit::retinanet_evit_m4_fpn_1x_coco.py')
+
+
+def build_inferencer(cfg: Config, checkpoint: str, device: str) -> DetInferencer:
+    """mmdet's DetInferencer, with class names from the checkpoint (as DetInferencer reads them) or,
+    for a checkpoint without any, from the config's test dataset (DetInferencer would take COCO's)."""
+    meta = read_checkpoint(checkpoint).get('meta') or {}
+    inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
+    if 'dataset_meta' not in meta and 'CLASSES' not in meta:
+        classes = dataset_metainfo(cfg).get('classes')
+        if classes:
+            inferencer.model.dataset_meta = dict(classes=tuple(classes))
+            inferencer.visualizer.dataset_meta = inferencer.model.dataset_meta
+    return inferencer
+
+
+def dataset_metainfo(cfg: Config) -> dict:
+    """The metainfo (classes, palette) of a config's test dataset, where DetInferencer looks for
+    them; nothing is read from disk."""
+    return DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True)).metainfo
+
+
+class PytorchDetector:
+    """A config (file, ``mmdet_efficientvit::`` name or loaded ``Config``) and a checkpoint, run by
+    mmdet's DetInferencer on ``device``; the config must build one of mmdet's detectors."""
+
+    def __init__(self, config: Union[str, Config], checkpoint: str, device: str = 'cpu'):
+        if isinstance(config, str) and '::' not in config and not osp.isfile(config):
+            raise SetupError(f'config {config} not found: pass a config file or a shipped config '
+                             'name (mmdet_efficientvit::retinanet_evit_m4_fpn_1x_coco.py)')
+        if '://' not in checkpoint and not osp.isfile(checkpoint):  # URLs are read_checkpoint's
+            raise SetupError(f'checkpoint {checkpoint} not found: pass the .pth that tools/train.py '
+                             'wrote for this config')
+        cfg = load_config(config) if isinstance(config, str) else config
+        check_detector_config(cfg, config if isinstance(config, str) else cfg.filename)
+        self.inferencer = build_inferencer(cfg, checkpoint, device)
+        self.visualizer = self.inferencer.visualizer
+        config_name = osp.basename(config if isinstance(config, str) else cfg.filename)
+        self.name = f'PyTorch: {osp.splitext(config_name)[0]} ({osp.basename(checkpoint)}, {device})'
+
+    def __call__(self, path: str) -> DetDataSample:
+        return self.inferencer(path, return_datasamples=True, no_save_vis=True)['predictions'][0]
+
+
+class OnnxDetector:
+    """An end-to-end graph (``export_onnx.py --end2end``) under ``runtime`` (``onnxruntime`` or
+    ``openvino``, in f32), with the preprocessing and class names stored in the file."""
+
+    def __init__(self, path: str, runtime: str = 'onnxruntime', threads: int = 0):
+        self.tool = inference_tool()
+        try:
+            self.session, self.meta = self.tool.load_model(path, threads, runtime=runtime)
+        except self.tool.UserError as err:
+            raise SetupError(str(err)) from None
+        # box colours as DetInferencer picks them for the config the graph was exported from (its
+        # test dataset's palette), else mmdet's seeded random ones
+        config_text = self.session.metadata.get('config_text')
+        palette = (dataset_metainfo(Config.fromstring(config_text, '.py')).get('palette')
+                   if config_text else None)
+        self.visualizer = VISUALIZERS.build(dict(VISUALIZER, name=f'onnx-{id(self)}'))
+        self.visualizer.dataset_meta = dict(classes=tuple(self.meta['classes']),
+                                            palette=palette or 'random')
+        self.name = f'ONNX: {osp.basename(path)} ({self.session.name})'
+
+    def __call__(self, path: str) -> DetDataSample:
+        (_, image, result, _), = self.tool.detect(self.session, self.meta, [path], log=_quiet)
+        if result is None:
+            raise SetupError(f'{path} is not a readable image')
+        instances = InstanceData(bboxes=torch.from_numpy(result['bboxes']),
+                                 scores=torch.from_numpy(result['scores']),
+                                 labels=torch.from_numpy(result['labels'].astype(np.int64)))
+        if 'masks' in result:
+            instances.masks = torch.from_numpy(result['masks'])
+        return DetDataSample(pred_instances=instances,
+                             metainfo=dict(img_path=path, ori_shape=image.shape[:2]))
+
+
+def _quiet(message: str) -> None:
+    """``detect``'s log of unreadable images: the caller reports them."""
+
+
+Detector = Union[PytorchDetector, OnnxDetector]
