@@ -3,8 +3,9 @@
 mmdeploy 1.3.1 runs with the opt-in fix :mod:`mmdet_efficientvit.compat.mmdeploy` (which the deploy
 configs in ``configs/deploy/`` import). Both graphs take the same normalised, padded batch and return
 ``dets`` (B, K, 5) and ``labels`` (B, K) in network-input pixels, so they are run on the same inputs and
-their detections paired (:func:`~.pairing.match_detections`: same label and score, the same box); ours is
-also paired with the detector's PyTorch ``predict``, which tells floating-point ties from differences.
+their detections paired (:func:`~.pairing.match_detections`: same label and score, the same box);
+ours is also paired with the detector's PyTorch ``predict``, which tells floating-point ties from
+differences.
 One difference is mmdeploy's: it keeps boxes that ``min_bbox_size`` removes (:func:`without_small_boxes`).
 ``tools/deployment/check_mmdeploy.py`` is the command; its test runs it.
 """

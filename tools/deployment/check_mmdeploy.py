@@ -4,9 +4,10 @@ and through ``export_onnx.py --end2end``, from the same weights, and compare the
 Both graphs run under onnxruntime on the same inputs: the first ``--num`` images of ``--images``,
 preprocessed as ``onnx_inference.py`` does, and per image their detections are paired (same label,
 scores within 1e-4, IoU > 0.99 or coordinates within 0.01 px: ``deployment/pairing.py``). Our graph
-is also paired with PyTorch's ``predict``: where even those two differ, floating-point ties decide (random weights whose scores saturate at 1.0). mmdeploy 1.3.1 does not
-apply ``test_cfg.min_bbox_size``: its lists may hold boxes clipped to zero width or height, which
-mmdet drops; without them its detections must be our best. The tool exits 1 if mmdeploy differs
+is also paired with PyTorch's ``predict``: where even those two differ, floating-point ties decide
+(random weights whose scores saturate at 1.0). mmdeploy 1.3.1 does not apply
+``test_cfg.min_bbox_size``: its lists may hold boxes clipped to zero width or height, which mmdet
+drops; without them its detections must be our best. The tool exits 1 if mmdeploy differs
 otherwise on an image where our graph and ``predict`` agree.
 Without ``--checkpoint`` the weights are random, set as ``export_onnx.py`` sets them for its checks
 (BatchNorm randomised and calibrated, head biases that put scores near 0.5).
