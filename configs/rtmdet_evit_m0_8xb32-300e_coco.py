@@ -4,7 +4,7 @@
 # rtmdet_l_swin_b swaps in Swin. EfficientViT's strides 16/32/64 reach RTMDet's 8/16/32 through
 # EfficientViTPAFPN (CSPNeXtPAFPN over a transposed-conv stride-8 map and the three backbone maps).
 # The M1-M5 configs inherit this one and change the arch, its checkpoint and in_channels.
-_base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
+_base_ = ['mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py', './_base_/models/efficientvit_m4.py']
 
 # Registers EfficientViT, the necks, LoadImageFromFileOrSkip and the hooks used below.
 custom_imports = dict(imports=['mmdet_efficientvit'], allow_failed_imports=False)
@@ -15,11 +15,8 @@ model = dict(
     data_preprocessor=dict(
         mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
     backbone=dict(
-        _delete_=True,
-        type='EfficientViT',
+        _base_.evit_backbone,
         arch='m0',
-        out_indices=(0, 1, 2),  # strides 16, 32, 64
-        frozen_stages=-1,
         norm_eval=False,  # RTMDet trains every BatchNorm (32 images per GPU)
         init_cfg=dict(type='Pretrained', checkpoint='efficientvit://efficientvit_m0.pth')),
     neck=dict(

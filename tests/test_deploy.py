@@ -28,7 +28,8 @@ from mmdet_efficientvit.datasets.demo_shapes import (DEMO_SHAPES_CLASSES,  # noq
 from mmdet_efficientvit.deployment.end2end import End2EndDetector, check_supported  # noqa: E402
 from mmdet_efficientvit.deployment.metadata import read_metadata  # noqa: E402
 from mmdet_efficientvit.deployment.onnx_export import (check_end2end, export_onnx,  # noqa: E402
-                                                       match_detections, ort_session)
+                                                       ort_session)
+from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections  # noqa: E402
 from mmdet_efficientvit.errors import ConfigError  # noqa: E402
 from mmdet_efficientvit.models.utils import deploy_model  # noqa: E402
 
@@ -352,7 +353,7 @@ def test_int8_produces_boxes(setup, capsys):
     pair = match_detections(
         dict(bboxes=ref_dets[0, ref_labels[0] >= 0, :4], scores=ref_dets[0, ref_labels[0] >= 0, 4],
              labels=ref_labels[0, ref_labels[0] >= 0]),
-        dict(bboxes=dets[0, keep, :4], scores=dets[0, keep, 4], labels=labels[0, keep]), min_iou=0.5)
+        dict(bboxes=dets[0, keep, :4], scores=dets[0, keep, 4], labels=labels[0, keep]), **FOUND_AGAIN)
     assert pair['matched'] >= pair['ref'] // 3  # INT8 keeps a good part of the float detections
 
 

@@ -61,8 +61,8 @@ def exported(request, tmp_path_factory, single_thread):
 
 
 def test_end2end_matches_predict(exported):
-    """onnxruntime = mmdet predict at two sizes, batch 2: every detection paired (same label, IoU
-    > 0.99), pasted masks IoU > 0.98; the eager module equals predict exactly, masks included."""
+    """onnxruntime = mmdet predict at two sizes, batch 2: every detection paired (same label and
+    score, the same box), pasted masks IoU > 0.98; the eager module equals predict exactly, masks included."""
     model, path = exported
     assert type(End2EndDetector(model)).__name__ == 'MaskRCNNEnd2End'
     torch.manual_seed(1)

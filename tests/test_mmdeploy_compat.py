@@ -148,8 +148,8 @@ finally:
 @pytest.mark.slow
 def test_mmdeploy_export_equals_ours(mmdeploy_path, demo_images, tmp_path):
     """Our RetinaNet-M0 (demo config, random check weights) through mmdeploy's torch2onnx with the
-    fix, by ``check_mmdeploy.py``: the same detections as our --end2end graph (same label,
-    IoU > 0.99) on every image where ours has those of PyTorch's predict, up to the zero-size boxes
+    fix, by ``check_mmdeploy.py``: the same detections as our --end2end graph (same label and
+    score, the same box) on every image where ours has those of PyTorch's predict, up to the zero-size boxes
     that mmdeploy keeps (the tool fails otherwise)."""
     out = ok(run_python(mmdeploy_path, str(REPO / 'tools/deployment/check_mmdeploy.py'),
                         str(DEMO_CONFIG), '--images', demo_images, '--num', '3',

@@ -1,21 +1,6 @@
 #!/usr/bin/env bash
-# Distributed training on one node (or several, with NNODES/NODE_RANK/MASTER_ADDR):
+# Distributed training on one node (or several, with NNODES/NODE_RANK/MASTER_ADDR: dist_launch.sh):
 #   bash tools/dist_train.sh CONFIG NUM_PROCS [train.py options...]
 # One process per GPU with NCCL; on a machine without CUDA, NUM_PROCS CPU processes with gloo.
 set -euo pipefail
-CONFIG=$1
-NPROC=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-PYTHON=${PYTHON:-python}
-
-PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --master_port="$PORT" \
-    --nproc_per_node="$NPROC" \
-    "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+exec bash "$(dirname "$0")/dist_launch.sh" "$2" train.py "$1" --launcher pytorch "${@:3}"

@@ -19,12 +19,5 @@ model = dict(
         channel_attention=True,
         norm_cfg={{_base_.norm_cfg}},
         act_cfg=dict(type='SiLU', inplace=True)),
-    neck=dict(
-        _delete_=True,
-        type='CSPNeXtPAFPN',
-        in_channels=[96, 192, 384],
-        out_channels={{_base_.neck_channels}},
-        num_csp_blocks=1,
-        expand_ratio=0.5,
-        norm_cfg={{_base_.norm_cfg}},
-        act_cfg=dict(type='SiLU', inplace=True)))
+    # EfficientViTPAFPN is a CSPNeXtPAFPN over one more map: the same settings, CSPNeXt's channels
+    neck=dict(type='CSPNeXtPAFPN', in_channels=[96, 192, 384]))

@@ -3,8 +3,9 @@
 mmdeploy 1.3.1 runs with the opt-in fix :mod:`mmdet_efficientvit.compat.mmdeploy` (which the deploy
 configs in ``configs/deploy/`` import). Both graphs take the same normalised, padded batch and return
 ``dets`` (B, K, 5) and ``labels`` (B, K) in network-input pixels, so they are run on the same inputs and
-their detections paired (same label, IoU > 0.99, :func:`~.onnx_export.match_detections`); ours is
-also paired with the detector's PyTorch ``predict``, which tells floating-point ties from differences.
+their detections paired (:func:`~.pairing.match_detections`: same label and score, the same box);
+ours is also paired with the detector's PyTorch ``predict``, which tells floating-point ties from
+differences.
 One difference is mmdeploy's: it keeps boxes that ``min_bbox_size`` removes (:func:`without_small_boxes`).
 ``tools/deployment/check_mmdeploy.py`` is the command; its test runs it.
 """
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 
 from ..resources import config_path
-from .onnx_export import match_detections, ort_session
+from .onnx_export import ort_session
+from .pairing import match_detections
 
 DETECTION_DEPLOY_CONFIG = 'deploy/detection_onnxruntime_dynamic.py'
 
@@ -66,8 +68,8 @@ def best(dets: Dict[str, np.ndarray], n: int) -> Dict[str, np.ndarray]:
     return {k: v[order] for k, v in dets.items()}
 
 
-def compare_graphs(ours: str, theirs: str, inputs: Sequence[np.ndarray], detector: torch.nn.Module,
-                   min_iou: float = 0.99) -> List[Dict]:
+def compare_graphs(ours: str, theirs: str, inputs: Sequence[np.ndarray],
+                   detector: torch.nn.Module) -> List[Dict]:
     """Run both end-to-end graphs and ``detector.predict`` on each (B, 3, H, W) input; one record
     per image of ``match_detections`` pairings (``ref``, ``got``, ``matched``, ``max_score_diff``,
     ``max_box_diff``):
@@ -95,9 +97,9 @@ def compare_graphs(ours: str, theirs: str, inputs: Sequence[np.ndarray], detecto
             pred = dict(bboxes=pred.bboxes.numpy(), scores=pred.scores.numpy(),
                         labels=pred.labels.numpy())
             records.append(dict(
-                mmdeploy=match_detections(mine, other, min_iou),
-                predict=match_detections(pred, mine, min_iou),
-                sized=match_detections(best(mine, len(sized['scores'])), sized, min_iou)))
+                mmdeploy=match_detections(mine, other),
+                predict=match_detections(pred, mine),
+                sized=match_detections(best(mine, len(sized['scores'])), sized)))
     return records
 
 

@@ -3,10 +3,11 @@ and through ``export_onnx.py --end2end``, from the same weights, and compare the
 
 Both graphs run under onnxruntime on the same inputs: the first ``--num`` images of ``--images``,
 preprocessed as ``onnx_inference.py`` does, and per image their detections are paired (same label,
-IoU > 0.99). Our graph is also paired with PyTorch's ``predict``: where even those two differ,
-floating-point ties decide (random weights whose scores saturate at 1.0). mmdeploy 1.3.1 does not
-apply ``test_cfg.min_bbox_size``: its lists may hold boxes clipped to zero width or height, which
-mmdet drops; without them its detections must be our best. The tool exits 1 if mmdeploy differs
+scores within 1e-4, IoU > 0.99 or coordinates within 0.01 px: ``deployment/pairing.py``). Our graph
+is also paired with PyTorch's ``predict``: where even those two differ, floating-point ties decide
+(random weights whose scores saturate at 1.0). mmdeploy 1.3.1 does not apply
+``test_cfg.min_bbox_size``: its lists may hold boxes clipped to zero width or height, which mmdet
+drops; without them its detections must be our best. The tool exits 1 if mmdeploy differs
 otherwise on an image where our graph and ``predict`` agree.
 Without ``--checkpoint`` the weights are random, set as ``export_onnx.py`` sets them for its checks
 (BatchNorm randomised and calibrated, head biases that put scores near 0.5).
@@ -28,6 +29,7 @@ from mmdet_efficientvit.deployment.inference_tool import image_inputs
 from mmdet_efficientvit.deployment.mmdeploy_parity import (DETECTION_DEPLOY_CONFIG,
                                                            compare_graphs, identical,
                                                            mmdeploy_export, random_check_weights)
+from mmdet_efficientvit.deployment.pairing import pairing_rule
 from mmdet_efficientvit.errors import SetupError
 from mmdet_efficientvit.models.builders import build_detector
 from mmdet_efficientvit.resources import config_path, tools_dir
@@ -79,7 +81,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
     whole = [identical(r['mmdeploy']) for r in records]
     total = {k: sum(r['mmdeploy'][k] for r in records) for k in ('ref', 'got', 'matched')}
     print(f"mmdeploy vs export_onnx.py --end2end on {len(records)} images of {args.images}: "
-          f"{sum(whole)}/{len(records)} with the same detections (same label, IoU > 0.99); "
+          f"{sum(whole)}/{len(records)} with the same detections ({pairing_rule()}); "
           f"{total['matched']} of {total['ref']} detections paired (mmdeploy {total['got']})")
     stable = [r for r in records if identical(r['predict'])]
     same = [r for r in stable if identical(r['mmdeploy'])]

@@ -24,7 +24,8 @@ Three kinds of graph:
   ``predict``'s). Other detectors are refused with a message naming the supported ones. The file's
   metadata holds the test preprocessing (resize, the pipeline's ``Pad`` if any, normalisation),
   class names, output convention, ``test_cfg`` and config that ``onnx_inference.py`` needs.
-  Detections must match the detector's ``predict`` (same labels, IoU > 0.99), also on
+  Detections must match the detector's ``predict`` (same label, scores within 1e-4, IoU > 0.99 or
+  coordinates within 0.01 px: ``mmdet_efficientvit/deployment/pairing.py``), also on
   ``--check-num`` real images of ``--check-images`` if given (read as ``onnx_inference.py`` reads
   them). With
   ``--quantize int8`` an INT8 copy (``<out>.int8.onnx``, onnxruntime static QDQ quantization,
@@ -70,8 +71,8 @@ from mmdet_efficientvit.cli import short_errors
 from mmdet_efficientvit.deployment.end2end import (End2EndDetector, Network, check_supported,
                                                    randomize_for_check)
 from mmdet_efficientvit.deployment.onnx_export import (DEFAULT_OPSET, check_end2end, check_onnx,
-                                                       detections, export_onnx, match_detections,
-                                                       ort_session)
+                                                       detections, export_onnx, ort_session)
+from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections, pairing_rule
 from mmdet_efficientvit.errors import ConfigError, SetupError
 from mmdet_efficientvit.model_zoo import ARCHS
 from mmdet_efficientvit.models.utils import deploy_model
@@ -181,7 +182,7 @@ def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) 
         masks = (f", pasted masks IoU >= {r['min_mask_iou']:.4f} ({r['masks']} judged)"
                  if 'masks' in r else '')
         print(f"onnxruntime vs PyTorch predict {where}: {r['matched']}/{r['ref']} detections "
-              f"match (same label, IoU > 0.99; onnxruntime has {r['got']}), score diff "
+              f"match ({pairing_rule()}; onnxruntime has {r['got']}), score diff "
               f"<= {r['max_score_diff']:.1e}, box diff <= {r['max_box_diff']:.1e} px{masks}: OK")
     if args.quantize:
         quantize(args, out, checks)
@@ -201,10 +202,10 @@ def quantize(args, out: str, checks: List[torch.Tensor]) -> str:
     for x in checks:
         ref, got = fp32.run(None, {'input': x.numpy()}), q.run(None, {'input': x.numpy()})
         pairs = [match_detections(detections(ref[0][i], ref[1][i]), detections(got[0][i], got[1][i]),
-                                  min_iou=0.5) for i in range(x.shape[0])]
+                                  **FOUND_AGAIN) for i in range(x.shape[0])]
         total = {k: sum(p[k] for p in pairs) for k in ('ref', 'got', 'matched')}
         print(f"INT8 vs float at {tuple(x.shape)}: {total['got']} detections, {total['matched']} of "
-              f"the float model's {total['ref']} found again (IoU > 0.5, same label)")
+              f"the float model's {total['ref']} found again ({pairing_rule(**FOUND_AGAIN)})")
     return int8
 
 

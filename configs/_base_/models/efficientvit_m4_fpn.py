@@ -1,15 +1,7 @@
-# EfficientViT-M4 (ImageNet weights) and EfficientViTFPN as the official detectors use them, defined once
-# for the RetinaNet and Mask R-CNN configs (`model = dict(backbone={{_base_.evit_backbone}}, ...)`).
+# EfficientViT-M4 (efficientvit_m4.py) and EfficientViTFPN as the official detectors use them, defined
+# once for the RetinaNet and Mask R-CNN configs (`model = dict(backbone={{_base_.evit_backbone}}, ...)`).
 # The M0-M3 and M5 configs inherit the M4 ones and change the arch, its checkpoint and in_channels.
-evit_backbone = dict(
-    _delete_=True,
-    type='EfficientViT',
-    arch='m4',
-    out_indices=(0, 1, 2),  # strides 16, 32, 64
-    frozen_stages=-1,
-    norm_eval=True,
-    # the official ImageNet checkpoint (mmdet_efficientvit.model_zoo resolves the URL)
-    init_cfg=dict(type='Pretrained', checkpoint='efficientvit://efficientvit_m4.pth'))
+_base_ = './efficientvit_m4.py'
 
 # RetinaNet: one transposed-conv level below stride 16, stride-2 convs on the last map: strides 8-128.
 retinanet_neck = dict(

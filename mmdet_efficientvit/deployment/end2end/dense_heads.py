@@ -15,9 +15,10 @@ taken from the tensors, never frozen as Python numbers):
 
 Steps 1-3 (:func:`dense_candidates`) are also the RPN of the two-stage family.
 
-What a family adds (``anchor_heads``, ``point_heads``) is which detectors it covers and how to make
-random weights worth checking: the priors and codes differ (anchors and deltas, points and
-distances), and the head's own generator and coder handle them. The network input is the
+What a family adds (``anchor_heads``, ``point_heads``) is which detectors it covers (mmdet's
+registry names of the detector, heads, prior generator and box coder) and how to make random weights
+worth checking: the priors and codes differ (anchors and deltas, points and distances), and the
+head's own generator and coder handle them. The network input is the
 normalised, padded batch that mmdet's data preprocessor produces. Boxes are clipped to it: that is
 mmdet's ``img_shape`` when the test pipeline pads (RTMDet's ``Pad``), else larger, and
 ``onnx_inference.py`` clips each image's boxes to its ``img_shape`` before rescaling, as ``predict``
@@ -36,9 +37,31 @@ from .common import (End2EndModule, Requirement, SelectDetections, at_most, clip
 class DenseHeadEnd2End(End2EndModule):
     """``forward(img) -> (dets, labels)`` for a detector that a subclass supports.
 
-    Subclasses give ``SUPPORTED``, :meth:`requirements` and :meth:`set_check_biases`; every one
-    also needs sigmoid scores and plain NMS (:func:`_shared`).
+    Subclasses give ``SUPPORTED``, :meth:`set_check_biases` and what they cover as mmdet registry
+    names: ``DETECTOR`` (or a subclass), ``HEADS`` (exactly these types unless
+    ``HEAD_SUBCLASSES``), ``PRIOR_GENERATOR`` and ``BBOX_CODER`` (exactly these); every one also
+    needs sigmoid scores and plain NMS (:func:`_shared`).
     """
+
+    DETECTOR = ''
+    HEADS: Tuple[str, ...] = ()
+    HEAD_SUBCLASSES = False
+    PRIOR_GENERATOR = ''
+    BBOX_CODER = ''
+
+    @classmethod
+    def requirements(cls, detector: nn.Module) -> Iterator[Requirement]:
+        from mmdet.registry import MODELS, TASK_UTILS
+        head = getattr(detector, 'bbox_head', None)
+        heads = tuple(MODELS.get(name) for name in cls.HEADS)
+        yield ('detector', type(detector).__name__,
+               isinstance(detector, MODELS.get(cls.DETECTOR)))
+        yield ('bbox_head', type(head).__name__,
+               isinstance(head, heads) if cls.HEAD_SUBCLASSES else type(head) in heads)
+        yield ('prior_generator', type(head.prior_generator).__name__,
+               type(head.prior_generator) is TASK_UTILS.get(cls.PRIOR_GENERATOR))
+        yield ('bbox_coder', type(head.bbox_coder).__name__,
+               type(head.bbox_coder) is TASK_UTILS.get(cls.BBOX_CODER))
 
     @classmethod
     def mismatch(cls, detector: nn.Module) -> Optional[str]:

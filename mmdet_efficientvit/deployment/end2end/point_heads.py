@@ -26,21 +26,14 @@ class RTMDetEnd2End(DenseHeadEnd2End):
                  'DistancePointBBoxCoder), e.g. configs/rtmdet_evit_m*_8xb32-300e_coco.py or '
                  'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py')
 
+    # exact head types (HEAD_SUBCLASSES False): RTMDet-Ins heads subclass these and predict masks
+    DETECTOR, HEADS, PRIOR_GENERATOR, BBOX_CODER = (
+        'RTMDet', ('RTMDetHead', 'RTMDetSepBNHead'), 'MlvlPointGenerator', 'DistancePointBBoxCoder')
+
     @classmethod
     def requirements(cls, detector: nn.Module) -> Iterator[Requirement]:
-        from mmdet.models.dense_heads import RTMDetHead, RTMDetSepBNHead
-        from mmdet.models.detectors import RTMDet
-        from mmdet.models.task_modules.coders import DistancePointBBoxCoder
-        from mmdet.models.task_modules.prior_generators import MlvlPointGenerator
-        head = getattr(detector, 'bbox_head', None)
-        yield 'detector', type(detector).__name__, isinstance(detector, RTMDet)
-        # exact types: RTMDet-Ins heads subclass these and predict masks
-        yield 'bbox_head', type(head).__name__, type(head) in (RTMDetHead, RTMDetSepBNHead)
-        yield 'bbox_head', 'with_objectness=True', not head.with_objectness
-        yield ('prior_generator', type(head.prior_generator).__name__,
-               type(head.prior_generator) is MlvlPointGenerator)
-        yield ('bbox_coder', type(head.bbox_coder).__name__,
-               type(head.bbox_coder) is DistancePointBBoxCoder)
+        yield from super().requirements(detector)
+        yield 'bbox_head', 'with_objectness=True', not detector.bbox_head.with_objectness
 
     @staticmethod
     @torch.no_grad()
