@@ -152,7 +152,8 @@ def test_fresh_import_with_both_stacks_mmcv_is_one_line(tmp_path):
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith('mmdet_efficientvit.compat.UnsupportedStackError: ')
-    pair = sorted([f'{ours}=={compat._distribution_version(ours)}', *(f'{n}=={v}' for n, v in other.items())])
+    pair = sorted([f'{ours}=={compat._distribution_version(ours)}',
+                   *(f'{n}=={v}' for n, v in other.items())])
     assert f'{pair[0]} and {pair[1]} are installed together' in last
     assert '`make setup`' in last and '`STACK=onedl make setup`' in last
 
