@@ -39,7 +39,7 @@ PACKAGES=(
   "${MM[@]}" "timm>=1.0.15" "safetensors" "pycocotools"
   "onnx" "onnxruntime" "openvino" "matplotlib" "pytest" "pytest-timeout"
 )
-# (The upstream key reads as before the STACK knob, so an existing .venv stays valid.)
+# (The upstream key is built as it was before the STACK knob.)
 STAMP_KEY="torch=$TORCH tv=$TORCHVISION mmcv=$MMCV stack=${PACKAGES[*]} setup=$(sha1sum "$ROOT/setup.py" | cut -c1-12)"
 # The CUDA choices (each only when set, so a CPU machine's key stays as it was).
 STAMP_KEY+="${TORCH_KEEP:+ keep=$TORCH_KEEP}${TORCH_SPEC:+ spec=$TORCH_SPEC}${TORCH_INDEX_URL:+ index=$TORCH_INDEX_URL}"
