@@ -59,16 +59,21 @@ setup(
     entry_points={'console_scripts': [f'mmdet-efficientvit={PACKAGE}.commands:main']},
     license='Apache-2.0',
     python_requires='>=3.10',
-    install_requires=[info['requirement'](name) for name, _, _ in info['SUPPORTED']] + [
+    install_requires=[info['requirement'](*info['TORCH'])] + [
         'timm>=1.0.15',
         'safetensors',
         'huggingface_hub>=0.34',  # hf-hub: weights; its `hf` CLI (named in our messages) came in 0.34
         'pycocotools',
     ],
+    # The MMDetection stack is an extra, `[upstream]` (mmengine, mmcv, mmdet) or `[onedl]` (onedl-mmengine,
+    # onedl-mmcv, onedl-mmdetection): both install the modules mmengine, mmcv and mmdet, so requiring
+    # either one would make pip replace the other's mmcv in an environment that has it (as OpenMMLab's
+    # own packages leave mmcv to the `mminstall` extra). The import guard checks whichever is installed.
     # `pip install mmdet-efficientvit[mmdeploy]` adds what mmdeploy imports; mmdeploy itself goes in with
     # --no-deps (info['MMDEPLOY_INSTALL'], docs/deployment.md), as its pins would downgrade protobuf.
     # `[openvino]`: onnx_inference.py --runtime openvino (onnxruntime stays the default runtime)
     # `[webui]`: the demo page (tools/webui.py); its browser test also needs playwright and Chromium
-    extras_require={'mmdeploy': list(info['MMDEPLOY_DEPS']), 'openvino': ['openvino'],
+    extras_require={**{stack: info['stack_requirements'](stack) for stack in info['STACKS']},
+                    'mmdeploy': list(info['MMDEPLOY_DEPS']), 'openvino': ['openvino'],
                     'webui': ['gradio>=6']},
 )

@@ -216,6 +216,18 @@ def mmdet_predictions(cfg: str, ckpt: str, paths: Sequence[str]) -> List[dict]:
 
 
 # --------------------------------------------------------------------------- running the tools
+def write_distributions(site: Path, dists: Dict[str, str]) -> Path:
+    """Installed-distribution records (``<name>-<version>.dist-info`` with METADATA and top_level.txt),
+    as pip writes them, for ``{name: version}`` of the MM libraries; no code. Returns ``site``."""
+    for name, version in dists.items():
+        info = site / f'{name.replace("-", "_")}-{version}.dist-info'
+        info.mkdir(parents=True)
+        (info / 'METADATA').write_text(f'Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n')
+        module = next(m for m in ('mmengine', 'mmdeploy', 'mmdet', 'mmcv') if m in name)
+        (info / 'top_level.txt').write_text(f'{module}\n')
+    return site
+
+
 def tool_env(**extra: str) -> dict:
     env = dict(os.environ)
     env['PYTHONPATH'] = str(REPO) + os.pathsep + env.get('PYTHONPATH', '')

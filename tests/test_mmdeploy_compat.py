@@ -14,10 +14,11 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
-from _data import CONFIGS, REPO, tool_env
+from _data import CONFIGS, REPO, tool_env, write_distributions
 
 from mmdet_efficientvit.compat import UnsupportedStackError
 from mmdet_efficientvit.datasets.demo_shapes import generate_demo_shapes
@@ -78,10 +79,10 @@ def mmdeploy_path() -> Path:
     return target
 
 
-def run_python(mmdeploy_path: Path, *argv: str, timeout: float = 600):
-    """``python *argv`` with mmdeploy importable, in the repository."""
+def run_python(mmdeploy_path: Path, *argv: str, timeout: float = 600, first: Sequence[Path] = ()):
+    """``python *argv`` with mmdeploy importable (``first`` before it on the path), in the repository."""
     env = tool_env()
-    env['PYTHONPATH'] = os.pathsep.join([str(mmdeploy_path), env['PYTHONPATH']])
+    env['PYTHONPATH'] = os.pathsep.join([*map(str, first), str(mmdeploy_path), env['PYTHONPATH']])
     return subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -121,6 +122,22 @@ print('after', ours())
 """
     lines = ok(run_python(mmdeploy_path, '-c', code)).splitlines()
     assert lines[-2:] == ['before []', "after ['mmcv.ops.roi_align.__self__', 'torch.onnx.export']"]
+
+
+@pytest.mark.slow
+def test_fix_steps_aside_for_onedl_mmdeploy(mmdeploy_path, tmp_path):
+    """onedl-mmdeploy >= 1.5 makes both changes itself (docs/setup.md): with its distribution installed,
+    importing the fix registers nothing. (Its Linux wheels are not on PyPI: mmdeploy 1.3.1's code
+    stands in under an onedl-mmdeploy 1.5.2 record, which is what the fix decides on.)"""
+    site = write_distributions(tmp_path / 'site', {'onedl-mmdeploy': '1.5.2'})
+    code = f"""
+import {FIX} as fix
+from mmdeploy.core import FUNCTION_REWRITER, SYMBOLIC_REWRITER
+print(fix.FIX_NEEDED, [record for registry in (FUNCTION_REWRITER, SYMBOLIC_REWRITER)
+                       for records in registry._registry._rewrite_records.values() for record in records
+                       if record['_object'].__module__.startswith('mmdet_efficientvit')])
+"""
+    assert ok(run_python(mmdeploy_path, '-c', code, first=[site])).splitlines()[-1] == 'False []'
 
 
 @pytest.mark.slow

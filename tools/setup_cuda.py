@@ -488,8 +488,7 @@ def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] 
         if args.command == 'torch-args':
             requirements, keep = torch_requirements(env, args.default)
             if keep:
-                supported = runpy.run_path(str(REPO / 'mmdet_efficientvit' / 'version.py'))['SUPPORTED']
-                floor = next(low for name, low, _ in supported if name == 'torch')
+                _, floor, _ = runpy.run_path(str(REPO / 'mmdet_efficientvit' / 'version.py'))['TORCH']
                 check_kept_torch(probe_torch(args.python), floor)
                 log('TORCH_KEEP=1: keeping the installed torch')
             print('\n'.join(requirements))

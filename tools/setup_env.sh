@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Build the tested MMDetection 3 stack in .venv/ (idempotent; the README's commands call it).
+# Build a tested MMDetection 3 stack (idempotent; the README's commands call it). STACK picks which:
+#   upstream (default)  .venv/        OpenMMLab's last releases: mmengine 0.10.7, mmcv 2.1.0, mmdet 3.3.0
+#   onedl               .venv-onedl/  VBTI's maintained OneDL continuation: onedl-mmengine 0.10.12,
+#                                     onedl-mmcv 2.3.6, onedl-mmdetection 3.5.1 (+ its imaug chain:
+#                                     imgaug, scikit-image, shapely, opencv < 4.13)
+# Both stacks install the same modules (mmengine, mmcv, mmdet); mmdet_efficientvit/version.py holds the
+# ranges the import guard accepts on each.
 #
-# torch 2.14.1 + torchvision 0.29.1, setuptools >=77,<81 (mmcv and mmengine import pkg_resources),
-# mmengine 0.10.7, mmcv 2.1.0 built from its sdist with compiled ops (C++20 for torch 2.14 headers),
-# mmdet 3.3.0, timm, pycocotools, onnx/onnxruntime, openvino (onnx_inference.py's optional second
+# Common to both: torch 2.14.1 + torchvision 0.29.1, setuptools >=77,<81 (mmcv and mmengine import
+# pkg_resources), mmcv built from its sdist with compiled ops (C++20 for torch 2.14 headers; onedl-mmcv
+# has no MMCV_WITH_OPS switch and builds its ops whenever torch imports at build time, hence
+# --no-build-isolation), timm, pycocotools, onnx/onnxruntime, openvino (onnx_inference.py's optional second
 # runtime, for its tests), pytest, and this package in editable mode.
 # The mmcv wheel is cached in ~/.cache/mmdet-efficientvit/wheels/ keyed by every version it depends on
 # (on CUDA also the CUDA version and GPU arches), so only the first setup on a machine pays the build.
@@ -13,17 +20,27 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
-PY="$VENV/bin/python"
 TORCH=2.14.1
 TORCHVISION=0.29.1
-MMCV=2.1.0
-STACK=(
+case "${STACK:-upstream}" in
+  upstream)
+    VENV="$ROOT/.venv"; MMCV_DIST=mmcv; MMCV=2.1.0
+    MM=("mmengine==0.10.7" "mmdet==3.3.0") ;;
+  onedl)
+    VENV="$ROOT/.venv-onedl"; MMCV_DIST=onedl-mmcv; MMCV=2.3.6
+    MM=("onedl-mmengine==0.10.12" "onedl-mmdetection==3.5.1") ;;
+  *)
+    echo "[setup] unknown STACK='$STACK': use STACK=upstream (the default, .venv/) or STACK=onedl (.venv-onedl/)" >&2
+    exit 2 ;;
+esac
+PY="$VENV/bin/python"
+PACKAGES=(
   "setuptools>=77,<81" wheel ninja "numpy<3"
-  "mmengine==0.10.7" "mmdet==3.3.0" "timm>=1.0.15" "safetensors" "pycocotools"
+  "${MM[@]}" "timm>=1.0.15" "safetensors" "pycocotools"
   "onnx" "onnxruntime" "openvino" "matplotlib" "pytest" "pytest-timeout"
 )
-STAMP_KEY="torch=$TORCH tv=$TORCHVISION mmcv=$MMCV stack=${STACK[*]} setup=$(sha1sum "$ROOT/setup.py" | cut -c1-12)"
+# (The upstream key is built as it was before the STACK knob.)
+STAMP_KEY="torch=$TORCH tv=$TORCHVISION mmcv=$MMCV stack=${PACKAGES[*]} setup=$(sha1sum "$ROOT/setup.py" | cut -c1-12)"
 # The CUDA choices (each only when set, so a CPU machine's key stays as it was).
 STAMP_KEY+="${TORCH_KEEP:+ keep=$TORCH_KEEP}${TORCH_SPEC:+ spec=$TORCH_SPEC}${TORCH_INDEX_URL:+ index=$TORCH_INDEX_URL}"
 STAMP_KEY+="${MMDET_EVIT_CPU_ONLY:+ cpu-only=$MMDET_EVIT_CPU_ONLY}${FORCE_CUDA:+ force-cuda=$FORCE_CUDA}"
@@ -36,7 +53,7 @@ fail() { printf '\n[setup] FAILED at step "%s": %s\n' "$CURRENT" "$*" >&2; exit 
 trap 'fail "command exited with status $? (see the output above)"' ERR
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_KEY" ]] && "$PY" -c "import mmdet_efficientvit" 2>/dev/null; then
-  echo "[setup] .venv is up to date ($STAMP_KEY)"
+  echo "[setup] ${VENV#$ROOT/} is up to date ($STAMP_KEY)"
   exit 0
 fi
 
@@ -46,7 +63,7 @@ command -v g++ >/dev/null || fail "no C++ compiler (g++) found; install it (Debi
 avail_kb=$(df -Pk "$ROOT" | awk 'NR==2 {print $4}')
 [[ "$avail_kb" -gt 12000000 ]] || fail "only $((avail_kb / 1024)) MiB free disk under $ROOT; the stack needs ~12 GiB"
 
-CURRENT="create .venv"; step "$CURRENT"
+CURRENT="create ${VENV#$ROOT/}"; step "$CURRENT"
 [[ -x "$PY" ]] || python3 -m venv "$VENV"
 "$PY" -m pip install -q --upgrade "pip>=24"
 
@@ -64,26 +81,28 @@ cuda_plan=$("$PY" "$ROOT/tools/setup_cuda.py" plan --python "$PY") || exit 2
 eval "$cuda_plan"  # export MMCV_FLAVOUR [FORCE_CUDA CUDA_HOME TORCH_CUDA_ARCH_LIST]
 
 CURRENT="install the Python stack"; step "$CURRENT"
-"$PY" -m pip install -q "${STACK[@]}"
+"$PY" -m pip install -q "${PACKAGES[@]}"
 
-CURRENT="mmcv $MMCV with compiled ops"; step "$CURRENT"
-# An installed mmcv counts only with CUDA ops where the plan wants them.
-if "$PY" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '$MMCV'
+CURRENT="$MMCV_DIST $MMCV with compiled ops"; step "$CURRENT"
+# An installed mmcv counts only as this distribution and version, with CUDA ops where the plan wants them.
+if "$PY" -c "import importlib.metadata as m, mmcv._ext; assert m.version('$MMCV_DIST') == '$MMCV'
 assert '${FORCE_CUDA:-0}' != '1' or mmcv._ext.get_compiling_cuda_version() != 'not available'" 2>/dev/null; then
-  echo "[setup] mmcv $MMCV with ops already installed"
+  echo "[setup] $MMCV_DIST $MMCV with ops already installed"
 else
-  CACHE="${MMDET_EVIT_CACHE:-$HOME/.cache/mmdet-efficientvit}/wheels/mmcv$MMCV-$MMCV_FLAVOUR"
+  CACHE="${MMDET_EVIT_CACHE:-$HOME/.cache/mmdet-efficientvit}/wheels/$MMCV_DIST$MMCV-$MMCV_FLAVOUR"
+  WHEEL_GLOB="${MMCV_DIST//-/_}-*.whl"   # mmcv-2.1.0-... / onedl_mmcv-2.3.6-...
   mkdir -p "$CACHE"
-  if ! ls "$CACHE"/mmcv-*.whl >/dev/null 2>&1; then
-    echo "[setup] no cached wheel in $CACHE: building mmcv $MMCV from source (about 12 minutes on 2 cores)"
+  if ! compgen -G "$CACHE/$WHEEL_GLOB" >/dev/null; then
+    echo "[setup] no cached wheel in $CACHE: building $MMCV_DIST $MMCV from source (about 12 minutes on 2 cores)"
     BUILD=$(mktemp -d)
-    "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV" -d "$BUILD"
-    tar -xzf "$BUILD"/mmcv-$MMCV.tar.gz -C "$BUILD"
-    SRC="$BUILD/mmcv-$MMCV"
+    "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: "$MMCV_DIST==$MMCV" -d "$BUILD"
+    tar -xzf "$BUILD"/*.tar.gz -C "$BUILD"
+    SRC=$(find "$BUILD" -mindepth 1 -maxdepth 1 -type d)
     if "$PY" -c "import torch, sys; sys.exit(0 if tuple(map(int, torch.__version__.split('.')[:2])) >= (2, 10) else 1)"; then
-      # Recent torch headers use C++20 features; mmcv 2.1.0 hard-codes -std=c++17.
+      # Recent torch headers use C++20 features; mmcv 2.1.0 and onedl-mmcv 2.3 hard-code -std=c++17.
       sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
     fi
+    # mmcv builds its ops only with MMCV_WITH_OPS=1; onedl-mmcv always does (torch imports: no isolation).
     export MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}"  # FORCE_CUDA etc.: from the plan above
     # Python's own compile flags (-O3 ...) without its -g: setuptools *replaces* them with $CFLAGS, so
     # pass them whole. No debug info builds faster and gives a smaller wheel of the same code;
@@ -96,17 +115,21 @@ else
     LOG="$CACHE.build.log"
     # ninja prints "[k/N] ..." per object; show one progress line per object, keep the full log.
     (cd "$SRC" && "$PY" -m pip wheel -v --no-build-isolation --no-deps . -w "$CACHE.tmp") 2>&1 | tee "$LOG" \
-      | sed -un 's/^ *\[\([0-9]*\)\/\([0-9]*\)\].*/[setup] mmcv build: object \1 of \2/p' \
-      || fail "mmcv build failed: the first 'error' lines of $LOG: $(grep -m3 -i 'error' "$LOG" | tr '\n' ' ')"
+      | sed -un "s/^ *\[\([0-9]*\)\/\([0-9]*\)\].*/[setup] $MMCV_DIST build: object \1 of \2/p" \
+      || fail "$MMCV_DIST build failed: the first 'error' lines of $LOG: $(grep -m3 -i 'error' "$LOG" | tr '\n' ' ')"
+    # A wheel without mmcv/_ext*.so means the ops were skipped (onedl-mmcv does so silently without torch).
+    "$PY" -c "import sys, zipfile; sys.exit(not any(n.startswith('mmcv/_ext') for n in zipfile.ZipFile(sys.argv[1]).namelist()))" \
+      "$CACHE.tmp"/$WHEEL_GLOB \
+      || fail "the $MMCV_DIST wheel has no compiled ops (mmcv/_ext); see $LOG"
     cpu_s=$(( ($(awk '{print $16 + $17}' /proc/$$/stat) - cpu_start) / $(getconf CLK_TCK) ))
-    echo "[setup] mmcv wheel built in $(( $(date +%s) - build_start )) s wall, ${cpu_s} s CPU" \
+    echo "[setup] $MMCV_DIST wheel built in $(( $(date +%s) - build_start )) s wall, ${cpu_s} s CPU" \
          "(flags: $CFLAGS; full log: $LOG)"
-    mv "$CACHE.tmp"/mmcv-*.whl "$CACHE"/ && rm -rf "$CACHE.tmp" "$BUILD"
+    mv "$CACHE.tmp"/$WHEEL_GLOB "$CACHE"/ && rm -rf "$CACHE.tmp" "$BUILD"
   else
-    echo "[setup] using cached wheel $(ls "$CACHE"/mmcv-*.whl)"
+    echo "[setup] using cached wheel $(ls "$CACHE"/$WHEEL_GLOB)"
   fi
-  "$PY" -m pip install -q --no-deps --force-reinstall "$CACHE"/mmcv-*.whl
-  "$PY" -m pip install -q "mmcv==$MMCV" "${STACK[@]}"   # mmcv's own requirements (addict, yapf, ...)
+  "$PY" -m pip install -q --no-deps --force-reinstall "$CACHE"/$WHEEL_GLOB
+  "$PY" -m pip install -q "$MMCV_DIST==$MMCV" "${PACKAGES[@]}"   # mmcv's own requirements (addict, yapf, ...)
 fi
 
 CURRENT="install mmdet-efficientvit (editable)"; step "$CURRENT"

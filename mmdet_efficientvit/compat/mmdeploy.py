@@ -15,29 +15,38 @@ them after. Nothing changes unless this module is imported:
   ``_cast_Long`` from ``torch.onnx.symbolic_opset9``, which torch no longer has; this one builds
   mmdeploy's graph with that int64 ``Cast`` written out.
 
-Without mmdeploy, or with another release (whose code this does not know), the import fails with one
-:class:`~mmdet_efficientvit.compat.UnsupportedStackError` naming the install command.
+With onedl-mmdeploy >= ``ONEDL_MMDEPLOY_FIXED`` (1.5.0), which makes both changes itself, importing it
+registers nothing. Without mmdeploy, or with another release (whose code this does not know), the import
+fails with one :class:`~mmdet_efficientvit.compat.UnsupportedStackError` naming the install command.
 """
-from ..version import MMDEPLOY_INSTALL, MMDEPLOY_VERSION
-from . import UnsupportedStackError
+from packaging.version import Version
+
+from ..version import MMDEPLOY_INSTALL, MMDEPLOY_VERSION, ONEDL_MMDEPLOY_FIXED
+from . import UnsupportedStackError, _distribution_version
 
 
-def _require_mmdeploy() -> None:
-    """Raise ``UnsupportedStackError`` (one line) unless mmdeploy ``MMDEPLOY_VERSION`` imports."""
+def _fix_needed() -> bool:
+    """False for onedl-mmdeploy >= ``ONEDL_MMDEPLOY_FIXED``, True for mmdeploy ``MMDEPLOY_VERSION``
+    (and the onedl-mmdeploy releases before, which report that version); else ``UnsupportedStackError``
+    (one line)."""
     try:
         import mmdeploy
     except ImportError as err:
         raise UnsupportedStackError(
             f'mmdet_efficientvit.compat.mmdeploy needs mmdeploy=={MMDEPLOY_VERSION}, which is not '
             f'importable ({err}). Install it with: {MMDEPLOY_INSTALL}') from None
+    onedl = _distribution_version('onedl-mmdeploy')
+    if onedl is not None and Version(onedl) >= Version(ONEDL_MMDEPLOY_FIXED):
+        return False
     if mmdeploy.__version__ != MMDEPLOY_VERSION:
         raise UnsupportedStackError(
             f'mmdet_efficientvit.compat.mmdeploy fixes mmdeploy=={MMDEPLOY_VERSION}, found '
-            f'mmdeploy=={mmdeploy.__version__} (the fix patches that release\'s code). Install it '
-            f'with: {MMDEPLOY_INSTALL}')
+            f'mmdeploy=={mmdeploy.__version__} (the fix patches that release\'s code; '
+            f'onedl-mmdeploy>={ONEDL_MMDEPLOY_FIXED} needs none). Install it with: {MMDEPLOY_INSTALL}')
+    return True
 
 
-_require_mmdeploy()
+FIX_NEEDED = _fix_needed()
 
 import torch  # noqa: E402
 from mmdeploy.core import FUNCTION_REWRITER, SYMBOLIC_REWRITER  # noqa: E402
@@ -45,7 +54,6 @@ from mmdeploy.core.rewriters.rewriter_utils import Checker  # noqa: E402
 from mmdeploy.utils import Backend, get_ir_config  # noqa: E402
 
 
-@FUNCTION_REWRITER.register_rewriter('torch.onnx.export')
 def torch_onnx_export__torchscript(*args, **kwargs):
     """``torch.onnx.export`` with the TorchScript exporter, the one mmdeploy's rewrites target."""
     ctx = FUNCTION_REWRITER.get_context()
@@ -63,8 +71,6 @@ class OnnxRoiAlignBackends(Checker):
         return env['backend'] not in (Backend.TENSORRT, Backend.PPLNN)
 
 
-@SYMBOLIC_REWRITER.register_symbolic('mmcv.ops.roi_align.__self__',
-                                     extra_checkers=OnnxRoiAlignBackends())
 def roi_align__onnx(g, input, rois, output_size, spatial_scale: float, sampling_ratio: int,
                     pool_mode: str, aligned: bool):
     """mmcv's RoIAlign as ONNX ``RoiAlign``, as mmdeploy 1.3.1 exports it (``mmdeploy/mmcv/ops/
@@ -90,3 +96,9 @@ def roi_align__onnx(g, input, rois, output_size, spatial_scale: float, sampling_
     elif aligned:
         boxes = add(g, boxes, g.op('Constant', value_t=torch.tensor([-0.5 / spatial_scale])))
     return g.op('RoiAlign', input, boxes, batch_indices, **attributes)
+
+
+if FIX_NEEDED:
+    FUNCTION_REWRITER.register_rewriter('torch.onnx.export')(torch_onnx_export__torchscript)
+    SYMBOLIC_REWRITER.register_symbolic('mmcv.ops.roi_align.__self__',
+                                        extra_checkers=OnnxRoiAlignBackends())(roi_align__onnx)
