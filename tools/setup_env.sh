@@ -11,7 +11,9 @@
 # pkg_resources), mmcv built from its sdist with compiled ops (C++20 for torch 2.14 headers; onedl-mmcv
 # has no MMCV_WITH_OPS switch and builds its ops whenever torch imports at build time, hence
 # --no-build-isolation), timm, pycocotools, onnx/onnxruntime, openvino (onnx_inference.py's optional second
-# runtime, for its tests), pytest, and this package in editable mode.
+# runtime, for its tests), Gradio (the demo page, tools/webui.py), pytest and Playwright (the page's
+# browser test, which drives Debian's Chromium: tools/install_browser.sh installs it where it can),
+# and this package in editable mode.
 # The mmcv wheel is cached in ~/.cache/mmdet-efficientvit/wheels/ keyed by every version it depends on
 # (on CUDA also the CUDA version and GPU arches), so only the first setup on a machine pays the build.
 # CUDA machines: tools/setup_cuda.py decides which torch (TORCH_KEEP / TORCH_SPEC / TORCH_INDEX_URL),
@@ -37,7 +39,7 @@ PY="$VENV/bin/python"
 PACKAGES=(
   "setuptools>=77,<81" wheel ninja "numpy<3"
   "${MM[@]}" "timm>=1.0.15" "safetensors" "pycocotools"
-  "onnx" "onnxruntime" "openvino" "matplotlib" "pytest" "pytest-timeout"
+  "onnx" "onnxruntime" "openvino" "matplotlib" "gradio>=6" "pytest" "pytest-timeout" "playwright"
 )
 # (The upstream key is built as it was before the STACK knob.)
 STAMP_KEY="torch=$TORCH tv=$TORCHVISION mmcv=$MMCV stack=${PACKAGES[*]} setup=$(sha1sum "$ROOT/setup.py" | cut -c1-12)"
@@ -131,6 +133,9 @@ else
   "$PY" -m pip install -q --no-deps --force-reinstall "$CACHE"/$WHEEL_GLOB
   "$PY" -m pip install -q "$MMCV_DIST==$MMCV" "${PACKAGES[@]}"   # mmcv's own requirements (addict, yapf, ...)
 fi
+
+CURRENT="Chromium for the demo page's browser test"; step "$CURRENT"
+bash "$ROOT/tools/install_browser.sh"   # never fails: without a browser that test skips with the reason
 
 CURRENT="install mmdet-efficientvit (editable)"; step "$CURRENT"
 "$PY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
