@@ -49,6 +49,16 @@ def types(pipeline):
     return [t['type'] for t in pipeline]
 
 
+RECIPE = ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg',
+          'custom_hooks', 'val_evaluator')
+
+
+def assert_same_recipe(cfg, ref) -> None:
+    """The two configs train and evaluate on the same data with the same schedule and hooks."""
+    for key in RECIPE:
+        assert cfg[key] == ref[key], key
+
+
 @pytest.mark.parametrize('name', RTMDET)
 def test_rtmdet_tiny_recipe_with_efficientvit(name):
     cfg, tiny = (ConfigDict(plain(load_config(c).to_dict())) for c in (str(CONFIGS / name), TINY))
@@ -133,9 +143,7 @@ def test_demo_pair_shares_one_recipe():
     assert tiny.model.neck.type == 'CSPNeXtPAFPN'
     for key in ('bbox_head', 'train_cfg', 'test_cfg'):
         assert ours.model[key] == tiny.model[key], key
-    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
-                'train_cfg', 'custom_hooks', 'val_evaluator'):
-        assert ours[key] == tiny[key], key
+    assert_same_recipe(ours, tiny)
 
 
 def test_demo_rtmdet_s_is_mmdets_with_the_tiny_recipe():
@@ -156,9 +164,7 @@ def test_demo_rtmdet_s_is_mmdets_with_the_tiny_recipe():
                 == {k: v for k, v in tiny.model[part].items() if k not in widths}), part
     for key in ('data_preprocessor', 'train_cfg', 'test_cfg'):
         assert demo_s.model[key] == tiny.model[key], key
-    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
-                'train_cfg', 'custom_hooks', 'val_evaluator'):
-        assert demo_s[key] == tiny[key], key
+    assert_same_recipe(demo_s, tiny)
 
 
 @pytest.mark.parametrize('name', DEMO_FAMILY)
@@ -171,9 +177,7 @@ def test_demo_family_changes_only_the_arch(name):
                                      in_channels=EfficientViT.arch_zoo[arch]['embed_dims'])
     for key in ('data_preprocessor', 'bbox_head', 'train_cfg', 'test_cfg'):
         assert member.model[key] == ours.model[key], key
-    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
-                'train_cfg', 'custom_hooks', 'val_evaluator'):
-        assert member[key] == ours[key], key
+    assert_same_recipe(member, ours)
 
 
 @pytest.mark.parametrize('name', ABLATIONS)
@@ -182,9 +186,7 @@ def test_ablations_change_only_the_bridge(name):
     sharing) or the backbone's stride-8 map as the neck's finest input: data, recipe, backbone
     weights, assigner, losses and the head's width are the demo's."""
     ours, ablation = (load_config(str(CONFIGS / n)) for n in (DEMO, name))
-    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper', 'param_scheduler',
-                'train_cfg', 'custom_hooks', 'val_evaluator'):
-        assert ablation[key] == ours[key], key
+    assert_same_recipe(ablation, ours)
     for key in ('data_preprocessor', 'train_cfg', 'test_cfg'):
         assert ablation.model[key] == ours.model[key], key
     backbone = {k: v for k, v in ablation.model.backbone.items() if k != 'out_stride8'}
