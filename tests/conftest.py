@@ -17,6 +17,18 @@ def mmdet_default_scope():
     init_default_scope('mmdet')
 
 
+@pytest.fixture(autouse=True)
+def no_closed_log_files():
+    """Drop log-file handlers that something closed: the demo page's web server configures logging
+    with ``logging.config.dictConfig``, which closes every open handler, and mmengine's
+    ``init_weights`` writes straight to the file handlers of the current logger (a Runner of an
+    earlier test left one)."""
+    for logger in MMLogger._instance_dict.values():
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.FileHandler) and handler.stream is None:
+                logger.removeHandler(handler)
+
+
 @pytest.fixture(scope='module')
 def single_thread():
     """Small, latency-bound workloads: one thread avoids OpenMP barrier stalls on a shared CPU."""
