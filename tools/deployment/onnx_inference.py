@@ -9,7 +9,10 @@ import sys
 
 try:
     from mmdet_efficientvit_runtime import main
-except ImportError:  # a checkout that is not installed: the module sits at the repository root
+except ModuleNotFoundError as err:
+    if err.name != 'mmdet_efficientvit_runtime':  # e.g. OpenCV missing: say that, as it is
+        raise
+    # a checkout that is not installed: the module sits at the repository root
     sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
     from mmdet_efficientvit_runtime import main
 
