@@ -15,6 +15,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = osp.dirname(osp.abspath(__file__))
 PACKAGE = 'mmdet_efficientvit'
+RUNTIME = 'mmdet_efficientvit_runtime'
 # Shipped under <package>/.mim/ (mmengine reads model-index.yml, then configs/<path>).
 MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
@@ -55,6 +56,9 @@ setup(
     version=info['__version__'],
     description="Microsoft's EfficientViT (CVPR 2023) backbone and FPN neck for MMDetection 3.x",
     packages=find_packages(include=[PACKAGE, f'{PACKAGE}.*']),
+    # the torch-free runtime (ONNX inference): a top-level module, so importing it skips the package's
+    # version guard and registrations, and one file, so users can copy it next to their .onnx
+    py_modules=[RUNTIME],
     cmdclass={'build_py': BuildPyWithMim},
     entry_points={'console_scripts': [f'mmdet-efficientvit={PACKAGE}.commands:main']},
     license='Apache-2.0',
@@ -71,7 +75,7 @@ setup(
     # own packages leave mmcv to the `mminstall` extra). The import guard checks whichever is installed.
     # `pip install mmdet-efficientvit[mmdeploy]` adds what mmdeploy imports; mmdeploy itself goes in with
     # --no-deps (info['MMDEPLOY_INSTALL'], docs/deployment.md), as its pins would downgrade protobuf.
-    # `[openvino]`: onnx_inference.py --runtime openvino (onnxruntime stays the default runtime)
+    # `[openvino]`: onnx-inference --runtime openvino (onnxruntime stays the default runtime)
     # `[webui]`: the demo page (tools/webui.py); its browser test also needs playwright and Chromium
     extras_require={**{stack: info['stack_requirements'](stack) for stack in info['STACKS']},
                     'mmdeploy': list(info['MMDEPLOY_DEPS']), 'openvino': ['openvino'],

@@ -236,6 +236,10 @@ def tool_env(**extra: str) -> dict:
     return env
 
 
+# the torch-free runtime: one file at the repository root, a top-level module of the wheel
+RUNTIME = REPO / 'mmdet_efficientvit_runtime.py'
+
+
 def load_tool(relpath: str):
     """Import a script under ``tools/`` (not a package) as a module, e.g. ``load_tool('demo.py')``."""
     path = REPO / 'tools' / relpath

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from _data import REPO, error_line, load_tool, mmdet_predictions, tiny_config, tool_env
+from _data import REPO, RUNTIME, error_line, load_tool, mmdet_predictions, tiny_config, tool_env
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
@@ -27,11 +27,12 @@ from mmdet_efficientvit.datasets.demo_shapes import (DEMO_SHAPES_CLASSES,  # noq
                                                      generate_demo_shapes)
 from mmdet_efficientvit.deployment.end2end import End2EndDetector, check_supported  # noqa: E402
 from mmdet_efficientvit.deployment.metadata import read_metadata  # noqa: E402
-from mmdet_efficientvit.deployment.onnx_export import (check_end2end, export_onnx,  # noqa: E402
-                                                       ort_session)
+from mmdet_efficientvit.deployment.onnx_export import check_end2end, export_onnx  # noqa: E402
 from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections  # noqa: E402
 from mmdet_efficientvit.errors import ConfigError  # noqa: E402
 from mmdet_efficientvit.models.utils import deploy_model  # noqa: E402
+import mmdet_efficientvit_runtime  # noqa: E402
+from mmdet_efficientvit_runtime import OrtSession  # noqa: E402
 
 # DemoShapes images of 96x64 resized by the test pipeline (keep ratio, scale 192x128) to 192x128:
 # a multiple of the pad divisor (32), so mmdet's clipping to the image and the graph's clipping to
@@ -68,7 +69,7 @@ def detector(setup):
 
 @pytest.fixture(scope='module')
 def inference():
-    return load_tool('deployment/onnx_inference.py')
+    return mmdet_efficientvit_runtime
 
 
 def test_end2end_matches_predict(setup, detector):
@@ -80,7 +81,7 @@ def test_end2end_matches_predict(setup, detector):
     assert [r['shape'][0] for r in records] == [2, 1]
     assert all(r['ref'] == r['got'] == r['matched'] > 10 for r in records)
     assert all(r['max_box_diff'] < 1e-2 for r in records)
-    dets, labels = ort_session(setup['onnx']).run(None, {'input': inputs[0].numpy()})
+    dets, labels = OrtSession(setup['onnx']).run({'input': inputs[0].numpy()})
     assert dets.shape == (2, 20, 5) and labels.dtype == np.int64  # K = test_cfg.max_per_img
 
     with torch.no_grad():
@@ -125,9 +126,9 @@ def test_anchors_follow_input_size(detector, tmp_path):
 
     path = export_onnx(Anchors(), str(tmp_path / 'anchors.onnx'), torch.zeros(1, 1, 64, 96),
                        output_axes={f'output{i}': {0: f'n{i}'} for i in range(len(strides))})
-    session = ort_session(path)
+    session = OrtSession(path)
     for h, w in [(64, 96), (100, 37), (800, 1216)]:
-        got = session.run(None, {'input': np.zeros((1, 1, h, w), np.float32)})
+        got = session.run({'input': np.zeros((1, 1, h, w), np.float32)})
         ref = prior_generator.grid_priors([(-(-h // s), -(-w // s)) for s in strides], device='cpu')
         for g, r in zip(got, ref):
             np.testing.assert_array_equal(g, r.numpy())
@@ -241,26 +242,36 @@ try:
     runpy.run_path(sys.argv[0], run_name='__main__')
 finally:
     print('IMPORT ATTEMPTS', sorted(set(tried)), [m for m in sys.modules if m.split('.')[0] in BLOCKED])
+    if 'mmdet_efficientvit_runtime' in sys.modules:
+        print('RUNTIME', sys.modules['mmdet_efficientvit_runtime'].__file__)
 """
 
 
 @pytest.mark.slow
-def test_onnx_inference_without_torch(setup, tmp_path):
-    """The tool runs with torch, mmcv, mmengine, mmdet and our package unimportable (a copied file
-    on a machine without them), skipping an unreadable image and naming it."""
+@pytest.mark.parametrize('script', ['copied runtime', 'tool in the checkout'])
+def test_onnx_inference_without_torch(setup, tmp_path, script):
+    """With torch, mmcv, mmengine, mmdet and our package unimportable, the runtime module copied
+    alone to another folder (a machine without them) runs, and so does ``onnx_inference.py`` in the
+    checkout, which imports the module (found at the repository root, nothing installed): both skip
+    an unreadable image and name it."""
     images = tmp_path / 'images'
     images.mkdir()
     for name in sorted(os.listdir(setup['data']['val_img_dir']))[:2]:
         (images / name).write_bytes(open(os.path.join(setup['data']['val_img_dir'], name), 'rb').read())
     (images / 'broken.jpg').write_bytes(b'not a jpeg')
-    copy = tmp_path / 'onnx_inference.py'  # run from outside the repository
-    copy.write_text((REPO / 'tools' / 'deployment' / 'onnx_inference.py').read_text())
+    if script == 'copied runtime':
+        path = tmp_path / RUNTIME.name  # run from outside the repository
+        path.write_text(RUNTIME.read_text())
+    else:
+        path = REPO / 'tools' / 'deployment' / 'onnx_inference.py'
     proc = subprocess.run(
-        [sys.executable, '-c', BLOCKER, str(copy), setup['onnx'], str(images),
+        [sys.executable, '-c', BLOCKER, str(path), setup['onnx'], str(images),
          '--out-dir', str(tmp_path / 'out'), '--score-thr', '0.5'],
         cwd=tmp_path, env=tool_env(PYTHONPATH=''), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'IMPORT ATTEMPTS [] []' in proc.stdout
+    if script == 'tool in the checkout':  # the module was imported, not run as a script
+        assert 'RUNTIME ' in proc.stdout, proc.stdout
     assert f'skipped {images / "broken.jpg"}: not a readable image' in proc.stderr
     assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == sorted(
         n.replace('.jpg', '.png') for n in os.listdir(images) if n != 'broken.jpg')
@@ -316,7 +327,7 @@ def test_int8_produces_boxes(setup, capsys):
     is kept, and the INT8 model still detects."""
     import onnx
 
-    from mmdet_efficientvit.deployment.inference_tool import image_inputs
+    from mmdet_efficientvit.deployment.image_inputs import image_inputs
     from mmdet_efficientvit.deployment.quantize import QUANTIZED_OPS
     tool = load_tool('deployment/export_onnx.py')
     args = tool.parse_args([setup['cfg'], '--end2end', '--quantize', 'int8', '--calib-dir',
@@ -344,9 +355,9 @@ def test_int8_produces_boxes(setup, capsys):
     assert meta['preprocess'] == read_metadata(setup['onnx'])['preprocess']
     assert 'QDQ' in meta['quantization']
 
-    fp32, int8 = ort_session(setup['onnx']), ort_session(path)
+    fp32, int8 = OrtSession(setup['onnx']), OrtSession(path)
     x = inputs[0]
-    (ref_dets, ref_labels), (dets, labels) = fp32.run(None, {'input': x}), int8.run(None, {'input': x})
+    (ref_dets, ref_labels), (dets, labels) = fp32.run({'input': x}), int8.run({'input': x})
     keep = labels[0] >= 0
     assert keep.sum() > 5
     assert ((dets[0, keep, 2:4] >= dets[0, keep, :2]) & (dets[0, keep, 2:4] <= SCALE)).all()

@@ -24,8 +24,8 @@ from mmdet_efficientvit.deployment.end2end import (MASK_OUTPUT_CONVENTION,  # no
                                                    check_supported, set_check_biases)
 from mmdet_efficientvit.deployment.end2end.two_stage import RoIAlign  # noqa: E402
 from mmdet_efficientvit.deployment.metadata import read_metadata  # noqa: E402
-from mmdet_efficientvit.deployment.onnx_export import (check_end2end, export_onnx,  # noqa: E402
-                                                       mask_iou, ort_session, paste_masks)
+from mmdet_efficientvit.deployment.onnx_export import check_end2end, export_onnx  # noqa: E402
+from mmdet_efficientvit_runtime import OrtSession, paste_masks  # noqa: E402
 from mmdet_efficientvit.errors import ConfigError  # noqa: E402
 from mmdet_efficientvit.models.builders import (build_detector, calibrate_batchnorm,  # noqa: E402
                                                 image_data_samples, randomize_batchnorm)
@@ -71,7 +71,7 @@ def test_end2end_matches_predict(exported):
     assert all(r['ref'] == r['got'] == r['matched'] == 2 * 10 for r in records)
     assert all(r['masks'] >= 15 and r['min_mask_iou'] > 0.98 for r in records)
     assert all(r['max_box_diff'] < 1e-2 and r['max_score_diff'] < 1e-4 for r in records)
-    dets, labels, masks = ort_session(path).run(None, {'input': inputs[1].numpy()})
+    dets, labels, masks = OrtSession(path).run({'input': inputs[1].numpy()})
     assert dets.shape == (2, 10, 5) and labels.dtype == np.int64
     assert masks.shape == (2, 10, 28, 28) and masks.dtype == np.float32
     assert 0 <= masks.min() and masks.max() <= 1
@@ -89,7 +89,7 @@ def test_end2end_matches_predict(exported):
         torch.testing.assert_close(dets[i, :, 4], pred.scores)
         assert torch.equal(labels[i], pred.labels)
         pasted = paste_masks(masks[i].numpy(), dets[i, :, :4].numpy(), *x.shape[2:], 0.5)
-        assert torch.equal(pasted, pred.masks)
+        np.testing.assert_array_equal(pasted, pred.masks.numpy())  # the runtime's pasting
 
 
 def test_check_fails_on_wrong_masks(exported):
@@ -101,17 +101,18 @@ def test_check_fails_on_wrong_masks(exported):
         def __init__(self, session):
             self.session = session
 
-        def get_outputs(self):
-            return self.session.get_outputs()
+        @property
+        def output_names(self):
+            return self.session.output_names
 
-        def run(self, names, feeds):
-            dets, labels, masks = self.session.run(names, feeds)
+        def run(self, feeds):
+            dets, labels, masks = self.session.run(feeds)
             return dets, labels, masks.transpose(0, 1, 3, 2).copy()
 
     torch.manual_seed(1)
     x = torch.randn(2, 3, *SIZES[0])  # test_end2end_matches_predict's first input: masks judged
     with pytest.raises(RuntimeError, match='a pasted mask has IoU'):
-        check_end2end(path, model, [x], session=Transposed(ort_session(path)))
+        check_end2end(path, model, [x], session=Transposed(OrtSession(path)))
 
 
 def test_backbone_maps_are_contiguous(exported):
@@ -141,7 +142,7 @@ def test_roi_align_matches_mmcv(tmp_path, sampling_ratio):
     feat = torch.randn(2, 8, 128, 160)
     path = export_onnx(Pool(), str(tmp_path / 'roi_align.onnx'), feat, ['s4', 's16'],
                        output_axes={'s4': {}, 's16': {}})
-    got = ort_session(path).run(None, {'input': feat.numpy()})
+    got = OrtSession(path).run({'input': feat.numpy()})
     rois = torch.cat([batch_indices[:, None].float(), boxes], 1)
     for g, s in zip(got, (4, 16)):
         ref = roi_align(feat[:, :, ::s, ::s].contiguous(), rois, (7, 7), 1 / s, sampling_ratio,
@@ -177,7 +178,7 @@ def test_export_tool_metadata_and_int8(tmp_path, capsys, single_thread):
     pasted masks), the mask convention and test_cfg in the metadata, and an INT8 copy that still
     finds boxes and masks on images. Slow (about 90 s on one core): onnxruntime's quantizer spends
     half of it rewriting the graph, the calibration runs the RoI heads on every tensor's range."""
-    from mmdet_efficientvit.deployment.inference_tool import image_inputs
+    from mmdet_efficientvit.deployment.image_inputs import image_inputs
     data = generate_demo_shapes(str(tmp_path / 'shapes'), num_train=2, num_val=1,
                                 img_size=(160, 128), seed=0)
     cfg = tmp_path / 'mask_rcnn_m0_small.py'
@@ -205,9 +206,9 @@ def test_export_tool_metadata_and_int8(tmp_path, capsys, single_thread):
     assert test_cfg['rcnn']['mask_thr_binary'] == 0.5 and test_cfg['rpn']['max_per_img'] == 300
     assert len(json.loads(meta['classes'])) == 80
 
-    int8 = ort_session(str(tmp_path / 'm0.int8.onnx'))
+    int8 = OrtSession(str(tmp_path / 'm0.int8.onnx'))
     image = image_inputs(str(out), data['val_img_dir'], 1, '--check-images')[0]
-    dets, labels, masks = int8.run(None, {'input': image})
+    dets, labels, masks = int8.run({'input': image})
     keep = labels[0] >= 0
     assert keep.sum() > 0 and masks.shape == (1, 10, 28, 28)
     assert ((dets[0, keep, 2:4] >= dets[0, keep, :2]).all()

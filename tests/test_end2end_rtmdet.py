@@ -31,11 +31,13 @@ from mmdet_efficientvit.deployment.end2end import (OUTPUT_NAMES, End2EndDetector
                                                    set_check_biases)
 from mmdet_efficientvit.deployment import metadata  # noqa: E402  (its test_preprocessing is no test)
 from mmdet_efficientvit.deployment.onnx_export import (check_end2end, detections,  # noqa: E402
-                                                       export_onnx, ort_session)
+                                                       export_onnx)
 from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections  # noqa: E402
 from mmdet_efficientvit.errors import ConfigError  # noqa: E402
 from mmdet_efficientvit.resources import load_config  # noqa: E402
 from mmdet_efficientvit.models.utils import deploy_model  # noqa: E402
+import mmdet_efficientvit_runtime  # noqa: E402
+from mmdet_efficientvit_runtime import OrtSession  # noqa: E402
 
 RTMDET_TINY = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 EVIT_M0 = str(CONFIGS / 'rtmdet_evit_m0_8xb32-300e_coco.py')
@@ -95,7 +97,7 @@ def test_end2end_matches_predict(config, sizes, tmp_path, single_thread):
     records = check_end2end(path, model, inputs, score_atol=1e-5, min_match=1.0)
     assert all(r['ref'] == r['got'] == r['matched'] == 2 * 40 for r in records)
     assert all(r['max_box_diff'] < 1e-2 for r in records)
-    dets, labels = ort_session(path).run(None, {'input': inputs[1].numpy()})
+    dets, labels = OrtSession(path).run({'input': inputs[1].numpy()})
     assert dets.shape == (2, 40, 5) and labels.dtype == np.int64
 
 
@@ -106,11 +108,12 @@ class Altered:
     def __init__(self, session, change):
         self.session, self.change = session, change
 
-    def get_outputs(self):
-        return self.session.get_outputs()
+    @property
+    def output_names(self):
+        return self.session.output_names
 
-    def run(self, names, feeds):
-        dets, labels = self.session.run(names, feeds)
+    def run(self, feeds):
+        dets, labels = self.session.run(feeds)
         self.change(dets[..., :4], dets[..., 4], labels)
         return dets, labels
 
@@ -133,11 +136,11 @@ def test_check_pairs_sub_pixel_boxes_and_rejects_other_detections(tmp_path, sing
         boxes[..., :2] -= np.float32(1e-3)
         boxes[..., 2:] += np.float32(1e-3)
 
-    record, = check_end2end(path, model, [x], session=Altered(ort_session(path), rounded))
+    record, = check_end2end(path, model, [x], session=Altered(OrtSession(path), rounded))
     assert record['ref'] == record['got'] == record['matched'] == 80
     with torch.no_grad():
         preds = model.predict(x, image_data_samples(x))
-    dets, labels = Altered(ort_session(path), rounded).run(None, {'input': x.numpy()})
+    dets, labels = Altered(OrtSession(path), rounded).run({'input': x.numpy()})
     by_iou = 0
     for pred, image_dets, image_labels in zip(preds, dets, labels):
         pred = pred.pred_instances
@@ -159,7 +162,7 @@ def test_check_pairs_sub_pixel_boxes_and_rejects_other_detections(tmp_path, sing
 
     for change in (move, rescore, relabel):
         with pytest.raises(RuntimeError) as err:
-            check_end2end(path, model, [x], session=Altered(ort_session(path), change))
+            check_end2end(path, model, [x], session=Altered(OrtSession(path), change))
         message = str(err.value)
         assert '\n' not in message
         assert re.search(r"only \d+ of 80 detections match PyTorch's predict \(same label, score "
@@ -211,12 +214,12 @@ def test_export_tool_evit_m0_int8(trained_like, tmp_path, capsys, single_thread)
     dict(size=(100, 100), pad_val=dict(img=114.0)),  # mmcv gives OpenCV a float: (114, 0, 0)
 ], ids=['size', 'divisor', 'square+divisor', 'square', 'float-value'])
 def test_pad_step_as_mmdet(pad):
-    """``onnx_inference.pad_image`` with the recorded step = mmdet's ``Pad`` transform."""
+    """``mmdet_efficientvit_runtime.pad_image`` with the recorded step = mmdet's ``Pad`` transform."""
     from mmengine.config import Config
 
     import mmdet.datasets.transforms  # noqa: F401  (registers mmdet's Pad)
     from mmdet.registry import TRANSFORMS
-    tool = load_tool('deployment/onnx_inference.py')
+    tool = mmdet_efficientvit_runtime
     cfg = Config(dict(model=dict(), test_pipeline=[
         dict(type='LoadImageFromFile'), dict(type='Resize', scale=(128, 128), keep_ratio=True),
         dict(type='Pad', **pad), dict(type='PackDetInputs')]))
@@ -282,7 +285,7 @@ val_evaluator = test_evaluator
 custom_hooks = []  # no EMA: the checkpoint's weights are the ones evaluated
 default_hooks = dict(visualization=dict(draw=False))
 """)
-    inference = load_tool('deployment/onnx_inference.py')
+    inference = mmdet_efficientvit_runtime
     pre = metadata.test_preprocessing(load_config(str(cfg)))
     train = torch.from_numpy(inference.pad_batch(
         [inference.preprocess(inference.read_image(path), pre)[0]
@@ -329,7 +332,7 @@ def test_onnx_inference_eval_equals_tools_test(trained_like, tmp_path, single_th
     ann = json.load(open(val['val_ann']))
     paths = [os.path.join(val['val_img_dir'], im['file_name']) for im in ann['images']]
     reference = mmdet_predictions(trained_like['cfg'], trained_like['ckpt'], paths)
-    inference = load_tool('deployment/onnx_inference.py')
+    inference = mmdet_efficientvit_runtime
     session, meta = inference.load_model(trained_like['onnx'])
     ours = [r for _, _, r, _ in inference.detect(session, meta, paths, batch_size=2)]
     for ref, got in zip(reference, ours, strict=True):
@@ -363,17 +366,17 @@ def test_onnx_inference_eval_equals_tools_test(trained_like, tmp_path, single_th
 def test_int8_finds_float_boxes(trained_like, capsys):
     """``--quantize int8`` of an RTMDet graph, calibrated on training images: on the val images
     the INT8 model finds most of the float model's detections again (same label, IoU > 0.5)."""
-    from mmdet_efficientvit.deployment.inference_tool import image_inputs
+    from mmdet_efficientvit.deployment.image_inputs import image_inputs
     tool = load_tool('deployment/export_onnx.py')
     data = trained_like['data']
     args = tool.parse_args([trained_like['cfg'], '--end2end', '--quantize', 'int8', '--calib-dir',
                             data['train_img_dir'], '--calib-num', '4'])
     int8_path = tool.quantize(args, trained_like['onnx'], [torch.randn(1, 3, SCALE, SCALE)])
     assert 'INT8 vs float at (1, 3, 128, 128)' in capsys.readouterr().out
-    fp32, int8 = ort_session(trained_like['onnx']), ort_session(int8_path)
+    fp32, int8 = OrtSession(trained_like['onnx']), OrtSession(int8_path)
     ref = got = matched = 0
     for x in image_inputs(trained_like['onnx'], data['val_img_dir'], NUM_VAL, '--check-images'):
-        (ref_dets, ref_labels), (dets, labels) = fp32.run(None, {'input': x}), int8.run(None, {'input': x})
+        (ref_dets, ref_labels), (dets, labels) = fp32.run({'input': x}), int8.run({'input': x})
         pair = match_detections(detections(ref_dets[0], ref_labels[0]),
                                 detections(dets[0], labels[0]), **FOUND_AGAIN)
         ref, got, matched = ref + pair['ref'], got + pair['got'], matched + pair['matched']

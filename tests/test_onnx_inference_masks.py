@@ -1,4 +1,4 @@
-"""``onnx_inference.py`` with a masks model (Mask R-CNN's end-to-end convention): mask pasting in
+"""The runtime (``mmdet_efficientvit_runtime``, run by ``onnx_inference.py``) with a masks model (Mask R-CNN's end-to-end convention): mask pasting in
 numpy, drawing, bbox and segm ``--eval``, and the one-line refusals.
 
 References are mmdet's own, run with PyTorch here only: ``FCNMaskHead._predict_by_feat_single`` and
@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from _data import CONFIGS, REPO, error_line, load_tool, tool_env
+import mmdet_efficientvit_runtime
+from _data import CONFIGS, RUNTIME, error_line, tool_env
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
@@ -34,7 +35,7 @@ NUM_VAL = 3
 
 @pytest.fixture(scope='module')
 def tool():
-    return load_tool('deployment/onnx_inference.py')
+    return mmdet_efficientvit_runtime
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -155,7 +156,7 @@ def masks_model(tmp_path_factory):
     cfg = load_config(CONFIG)
     metadata = deploy_metadata(cfg, CONFIG, None, len(DEMO_SHAPES_CLASSES),
                                cfg.model.test_cfg.to_dict(), 'dets, labels, masks (test graph)')
-    tool = load_tool('deployment/onnx_inference.py')
+    tool = mmdet_efficientvit_runtime
     pre = json.loads(metadata['preprocess'])
     img = tool.read_image(os.path.join(data['val_img_dir'], '000000.jpg'))
     _, (w_scale, h_scale) = tool.preprocess(img, pre)
@@ -314,7 +315,7 @@ def test_bad_input_is_one_line(masks_model, tool, tmp_path, capsys):
 
 
 def test_masks_model_without_torch(masks_model, tmp_path):
-    """The copied tool pastes, draws and evaluates masks with torch and the OpenMMLab packages
+    """The copied runtime module pastes, draws and evaluates masks with torch and the OpenMMLab packages
     unimportable."""
     blocked = ('torch', 'mmcv', 'mmengine', 'mmdet', 'mmdet_efficientvit')
     code = ('import runpy, sys\n'
@@ -322,8 +323,8 @@ def test_masks_model_without_torch(masks_model, tmp_path):
             '    sys.modules[name] = None  # import raises ImportError\n'
             'sys.argv = sys.argv[1:]\n'
             "runpy.run_path(sys.argv[0], run_name='__main__')\n")
-    copy = tmp_path / 'onnx_inference.py'
-    copy.write_text((REPO / 'tools' / 'deployment' / 'onnx_inference.py').read_text())
+    copy = tmp_path / RUNTIME.name  # the runtime module, copied as users copy it
+    copy.write_text(RUNTIME.read_text())
     data = masks_model['data']
     proc = subprocess.run(
         [sys.executable, '-c', code, str(copy), masks_model['onnx'], data['val_img_dir'],

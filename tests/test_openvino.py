@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from _data import REPO, load_tool, tiny_config, tool_env
+import mmdet_efficientvit_runtime
+from _data import RUNTIME, load_tool, tiny_config, tool_env
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
@@ -43,7 +44,7 @@ SIZES = [(2, 3, 128, 192), (2, 3, 173, 229)]  # the second: not a multiple of th
 
 @pytest.fixture(scope='module')
 def inference():
-    return load_tool('deployment/onnx_inference.py')
+    return mmdet_efficientvit_runtime
 
 
 @pytest.fixture(scope='module')
@@ -230,12 +231,12 @@ def test_runtime_option_refusals(retinanet, inference, tmp_path, capsys, monkeyp
 @pytest.mark.slow
 @needs_openvino
 def test_openvino_alone(retinanet, tmp_path):
-    """A copy of the tool runs on OpenVINO with torch, mmcv, mmengine, mmdet, our package and
+    """A copy of the runtime module runs on OpenVINO with torch, mmcv, mmengine, mmdet, our package and
     onnxruntime all unimportable (a machine with only OpenVINO, numpy and OpenCV)."""
     blocker = BLOCKER.replace("'mmdet_efficientvit')", "'mmdet_efficientvit', 'onnxruntime')")
     assert blocker != BLOCKER
-    copy = tmp_path / 'onnx_inference.py'
-    copy.write_text((REPO / 'tools' / 'deployment' / 'onnx_inference.py').read_text())
+    copy = tmp_path / RUNTIME.name  # the runtime module, copied as users copy it
+    copy.write_text(RUNTIME.read_text())
     proc = subprocess.run(
         [sys.executable, '-c', blocker, str(copy), retinanet['onnx'],
          retinanet['data']['val_img_dir'], '--runtime', 'openvino', '--out-dir', str(tmp_path / 'out')],

@@ -1,6 +1,6 @@
 """What a user gets from the package: the shipped configs and tools by function, by
 ``mmdet_efficientvit::`` name and by the ``mmdet-efficientvit`` command, in this checkout and from a
-non-editable wheel installed into a fresh venv."""
+non-editable wheel installed into a fresh venv (with the torch-free runtime module beside the package)."""
 import os
 import subprocess
 import sys
@@ -51,6 +51,15 @@ def test_command_names_the_tools(capsys):
     assert "unknown command 'trian'" in err and 'train' in err and 'export-onnx' in err
 
 
+def test_package_loads_no_file_by_path():
+    """Imports point down: no module of the package loads a file (a tool) by path; what it shares
+    with a tool is a module it imports (the ONNX runtime is ``mmdet_efficientvit_runtime``)."""
+    by_path = ('spec_from_file_location', 'SourceFileLoader', 'exec_module')
+    found = [f'{path.relative_to(REPO)}: {name}' for path in (REPO / 'mmdet_efficientvit').rglob('*.py')
+             if '.mim' not in path.parts for name in by_path if name in path.read_text()]
+    assert not found, found
+
+
 def _run(cmd, **kwargs) -> str:
     out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
     assert out.returncode == 0, f'{cmd}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}'
@@ -95,7 +104,9 @@ def test_wheel_ships_configs_and_tools(tmp_path):
         'from mmdet_efficientvit.resources import config_path, tools_dir, load_config\n'
         'from mmengine.config import Config\n'
         'from mmengine.hub import get_config\n'
+        'import mmdet_efficientvit_runtime\n'
         'print("package", mmdet_efficientvit.__file__)\n'
+        'print("runtime", mmdet_efficientvit_runtime.__file__)\n'
         'print("config", config_path("retinanet_evit_m4_fpn_1x_coco.py"))\n'
         'print("tools", tools_dir())\n'
         'print("flat", load_config("mmdet_efficientvit::retinanet_evit_m4_fpn_1x_coco.py").filename)\n'
@@ -107,6 +118,10 @@ def test_wheel_ships_configs_and_tools(tmp_path):
                  _run([python, '-c', probe], cwd=user, env=env).splitlines() if ' ' in line)
     installed = site / 'mmdet_efficientvit'
     assert lines['package'] == str(installed / '__init__.py')
+    assert lines['runtime'] == str(site / 'mmdet_efficientvit_runtime.py')  # the wheel's top-level module
+    # the ONNX tool, a shim in the shipped tools, runs the installed runtime module
+    usage = _run([venv / 'bin' / 'mmdet-efficientvit', 'onnx-inference', '--help'], cwd=user, env=env)
+    assert '--runtime' in usage and 'without PyTorch' in usage
     mim = installed / '.mim'
     assert lines['config'] == str(mim / 'configs' / 'retinanet_evit_m4_fpn_1x_coco.py')
     assert lines['tools'] == str(mim / 'tools') and (mim / 'tools' / 'train.py').is_file()

@@ -7,9 +7,9 @@ them:
 
 * :class:`PytorchDetector`: a config and checkpoint through mmdet's ``DetInferencer`` (any detector
   the config builds; boxes, and masks for Mask R-CNN);
-* :class:`OnnxDetector`: a graph written by ``export_onnx.py --end2end``, run by the inference code
-  of ``tools/deployment/onnx_inference.py`` (onnxruntime or OpenVINO; its preprocessing, box
-  mapping and mask pasting).
+* :class:`OnnxDetector`: a graph written by ``export_onnx.py --end2end``, run by the runtime module
+  :mod:`mmdet_efficientvit_runtime` (onnxruntime or OpenVINO; its preprocessing, box mapping and
+  mask pasting, as ``onnx-inference`` runs the graph).
 
 :func:`for_drawing` picks what a picture shows and :func:`draw_detections` draws it with mmdet's
 ``DetLocalVisualizer``; ``tools/demo.py`` and the demo page (:mod:`.webui`) call these two, so the
@@ -28,8 +28,8 @@ from mmdet.registry import DATASETS, MODELS, VISUALIZERS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.structures import InstanceData
+from mmdet_efficientvit_runtime import UserError, detect, load_model
 
-from ..deployment.inference_tool import inference_tool
 from ..errors import ConfigError, SetupError
 from ..models.utils import read_checkpoint
 from ..resources import load_config
@@ -124,10 +124,9 @@ class OnnxDetector:
     ``openvino``, in f32), with the preprocessing and class names stored in the file."""
 
     def __init__(self, path: str, runtime: str = 'onnxruntime', threads: int = 0):
-        self.tool = inference_tool()
         try:
-            self.session, self.meta = self.tool.load_model(path, threads, runtime=runtime)
-        except self.tool.UserError as err:
+            self.session, self.meta = load_model(path, threads, runtime=runtime)
+        except UserError as err:
             raise SetupError(str(err)) from None
         # box colours as DetInferencer picks them for the config the graph was exported from (its
         # test dataset's palette), else mmdet's seeded random ones
@@ -140,7 +139,7 @@ class OnnxDetector:
         self.name = f'ONNX: {osp.basename(path)} ({self.session.name})'
 
     def __call__(self, path: str) -> DetDataSample:
-        (_, image, result, _), = self.tool.detect(self.session, self.meta, [path], log=_quiet)
+        (_, image, result, _), = detect(self.session, self.meta, [path], log=_quiet)
         if result is None:
             raise SetupError(f'{path} is not a readable image')
         instances = InstanceData(bboxes=torch.from_numpy(result['bboxes']),

@@ -1,6 +1,7 @@
 """What a deployed detector needs besides its graph, stored in the ONNX file's ``metadata_props``.
 
-``tools/deployment/onnx_inference.py`` reads these keys (all values are strings, JSON where noted):
+The runtime (``mmdet_efficientvit_runtime``, run by ``onnx_inference.py``) reads these keys (all
+values are strings, JSON where noted):
 
 * ``preprocess`` (JSON): the config's test ``Resize`` (``scale`` as (w, h), ``keep_ratio``,
   ``interpolation``), its ``Pad`` after the resize if any (``image_pad``: null or ``size`` as
@@ -20,7 +21,7 @@ from mmengine.config import Config
 from ..errors import ConfigError
 from ..version import __version__
 
-# test pipeline steps by what onnx_inference.py does with them
+# test pipeline steps by what the runtime does with them
 LOAD_STEPS = ('LoadImageFromFile', )
 RESIZE_STEPS = ('Resize', )
 PAD_STEPS = ('Pad', )
@@ -44,7 +45,7 @@ def _test_pipeline(cfg: Config) -> List[dict]:
 
 
 def test_preprocessing(cfg: Config) -> Dict:
-    """The config's test preprocessing as :mod:`onnx_inference` applies it; refuses what it cannot."""
+    """The config's test preprocessing as :mod:`mmdet_efficientvit_runtime` applies it; refuses what it cannot."""
     pipeline = _test_pipeline(cfg)
     types = [_step_type(step) for step in pipeline]
     supported = LOAD_STEPS + RESIZE_STEPS + PAD_STEPS + IGNORED_STEPS
@@ -84,7 +85,7 @@ def test_preprocessing(cfg: Config) -> Dict:
 
 
 def _image_pad(step: dict) -> Dict:
-    """A test ``Pad`` step (mmcv's ``Pad._pad_img``) as ``onnx_inference.py`` applies it."""
+    """A test ``Pad`` step (mmcv's ``Pad._pad_img``) as the runtime applies it."""
     size, divisor = step.get('size'), step.get('size_divisor')
     square = bool(step.get('pad_to_square', False))
     pad_val = step.get('pad_val', dict(img=0, seg=255))

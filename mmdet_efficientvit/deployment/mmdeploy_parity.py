@@ -14,9 +14,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from mmdet_efficientvit_runtime import OrtSession
 
 from ..resources import config_path
-from .onnx_export import ort_session
 from .pairing import match_detections
 
 DETECTION_DEPLOY_CONFIG = 'deploy/detection_onnxruntime_dynamic.py'
@@ -82,11 +82,11 @@ def compare_graphs(ours: str, theirs: str, inputs: Sequence[np.ndarray],
     """
     from ..models.builders import image_data_samples
     min_size = detector.bbox_head.test_cfg.get('min_bbox_size', -1)
-    ours_session, their_session = ort_session(ours), ort_session(theirs)
+    ours_session, their_session = OrtSession(ours), OrtSession(theirs)
     records = []
     for x in inputs:
-        ref = ours_session.run(['dets', 'labels'], {'input': x})
-        got = their_session.run(['dets', 'labels'], {'input': x})
+        ref = ours_session.run({'input': x})
+        got = their_session.run({'input': x})
         with torch.no_grad():
             batch = torch.from_numpy(x)
             predicted = detector.predict(batch, image_data_samples(batch))

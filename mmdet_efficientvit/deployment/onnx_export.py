@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from mmdet_efficientvit_runtime import OrtSession, paste_masks
 
 from .pairing import SCORE_ATOL, match_detections, pairing_rule
 
@@ -77,16 +78,6 @@ def _require_checked(path: str, records: List[Dict]) -> List[Dict]:
     return records
 
 
-def ort_session(path: str, threads: int = 0):
-    """An onnxruntime CPU session; ``threads=0`` lets onnxruntime choose."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-
-
 def check_onnx(path: str, model: nn.Module, inputs: List[torch.Tensor], atol: float = 1e-4,
                session=None) -> List[Dict]:
     """Run the ONNX graph and ``model`` on each input; raise if any output differs by more than atol.
@@ -94,7 +85,7 @@ def check_onnx(path: str, model: nn.Module, inputs: List[torch.Tensor], atol: fl
     Returns one record per input: ``dict(shape, max_abs_diff, max_abs_ref)``, or
     ``dict(shape, skipped)`` where PyTorch itself cannot run (:func:`pytorch_reference`).
     """
-    session = session or ort_session(path)
+    session = session or OrtSession(path)
     records = []
     for x in inputs:
         ref, skipped = pytorch_reference(model, x)
@@ -103,7 +94,7 @@ def check_onnx(path: str, model: nn.Module, inputs: List[torch.Tensor], atol: fl
             continue
         ref = ref if isinstance(ref, (tuple, list)) else (ref, )
         try:
-            got = session.run(None, {'input': x.numpy()})
+            got = session.run({'input': x.numpy()})
         except Exception as err:  # onnxruntime raises its own exception types
             raise RuntimeError(f'{path}: onnxruntime failed for input {tuple(x.shape)}: '
                                f'{str(err).splitlines()[0]}') from err
@@ -130,22 +121,11 @@ def detections(dets: np.ndarray, labels: np.ndarray) -> Dict[str, np.ndarray]:
     return dict(bboxes=dets[keep, :4], scores=dets[keep, 4], labels=labels[keep])
 
 
-def paste_masks(masks: np.ndarray, boxes: np.ndarray, height: int, width: int,
-                threshold: float) -> torch.Tensor:
-    """(N, M, M) per-box mask probabilities (an end-to-end graph's ``masks``) pasted into a
-    ``height`` x ``width`` image by mmdet's own ``_do_paste_mask`` and thresholded as
-    ``FCNMaskHead`` thresholds them: (N, height, width) bool."""
-    from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
-    pasted, _ = _do_paste_mask(torch.from_numpy(masks).unsqueeze(1), torch.from_numpy(boxes),
-                               height, width, skip_empty=False)
-    return pasted >= threshold
-
-
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N,) IoU of paired (N, H, W) bool masks; 1 where both are empty."""
-    inter = (a & b).flatten(1).sum(1).double()
-    union = (a | b).flatten(1).sum(1).double()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).numpy()
+    inter = (a & b).reshape(len(a), -1).sum(1, dtype=np.float64)
+    union = (a | b).reshape(len(a), -1).sum(1, dtype=np.float64)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.)
 
 
 def _judged_mask(pred, index: int) -> bool:
@@ -165,17 +145,17 @@ def check_end2end(path: str, detector: nn.Module, inputs: List[torch.Tensor],
     Detections are paired by :func:`~.pairing.match_detections` (same label, scores within
     ``score_atol``, IoU > 0.99 or coordinates within 0.01 px); raise unless at least ``min_match``
     of them pair up on every input (float rounding may decide between near-equal candidates at the
-    top-k, ``score_thr`` and NMS). A graph with ``masks`` has them pasted (:func:`paste_masks`, the
-    detector's ``test_cfg.rcnn.mask_thr_binary``): every pair's mask IoU with ``predict``'s must
-    exceed ``min_mask_iou`` (pairs whose box has both sides >= :data:`MIN_MASK_SIDE` and whose mask
+    top-k, ``score_thr`` and NMS). A graph with ``masks`` has them pasted as deployment pastes them
+    (the runtime's ``paste_masks``, the detector's ``test_cfg.rcnn.mask_thr_binary``): every pair's
+    mask IoU with ``predict``'s must exceed ``min_mask_iou`` (pairs whose box has both sides >= :data:`MIN_MASK_SIDE` and whose mask
     in ``predict`` has at least :data:`MIN_MASK_PIXELS` pixels). Returns one record per input:
     ``shape`` and the summed pairing counts (and ``masks``, the number of masks judged, and their
     ``min_mask_iou``), or ``shape`` and ``skipped`` where PyTorch itself cannot run
     (:func:`pytorch_reference`).
     """
     from ..models.builders import image_data_samples
-    session = session or ort_session(path)
-    names = [o.name for o in session.get_outputs()]
+    session = session or OrtSession(path)
+    names = session.output_names
     with_masks = 'masks' in names
     records = []
     for x in inputs:
@@ -183,7 +163,7 @@ def check_end2end(path: str, detector: nn.Module, inputs: List[torch.Tensor],
         if skipped:
             records.append(dict(shape=tuple(x.shape), skipped=skipped))
             continue
-        out = dict(zip(names, session.run(None, {'input': x.numpy()})))
+        out = dict(zip(names, session.run({'input': x.numpy()})))
         record = dict(shape=tuple(x.shape), ref=0, got=0, matched=0, max_score_diff=0.,
                       max_box_diff=0., unpaired='')
         if with_masks:
@@ -206,7 +186,7 @@ def check_end2end(path: str, detector: nn.Module, inputs: List[torch.Tensor],
                 masks = out['masks'][i][out['labels'][i] >= 0][got_index]
                 pasted = paste_masks(masks, got['bboxes'][got_index], x.shape[2], x.shape[3],
                                      detector.test_cfg['rcnn']['mask_thr_binary'])
-                iou = mask_iou(pasted, pred.masks[ref_index].bool())
+                iou = mask_iou(pasted, pred.masks[ref_index].bool().numpy())
                 record['masks'] += len(judged)
                 record['min_mask_iou'] = min(record['min_mask_iou'], float(iou.min()))
         records.append(record)

@@ -4,8 +4,8 @@ Only the network is quantized (``Conv``, ``ConvTranspose``, ``MatMul``: the back
 head); the in-graph post-processing (top-k, decoding, NMS) has none of these ops and stays float.
 Activations are uint8 and weights int8 (per output channel), the combination onnxruntime runs with
 VNNI instructions on x86; ranges come from MinMax calibration, on real images read with exactly
-the preprocessing of ``tools/deployment/onnx_inference.py``
-(:func:`~mmdet_efficientvit.deployment.inference_tool.image_inputs`).
+the preprocessing of deployed inference (:mod:`mmdet_efficientvit_runtime`, through
+:func:`~mmdet_efficientvit.deployment.image_inputs.image_inputs`).
 """
 import os
 import tempfile

@@ -2,7 +2,7 @@
 and through ``export_onnx.py --end2end``, from the same weights, and compare their detections.
 
 Both graphs run under onnxruntime on the same inputs: the first ``--num`` images of ``--images``,
-preprocessed as ``onnx_inference.py`` does, and per image their detections are paired (same label,
+preprocessed as ``onnx_inference.py`` (the runtime) does, and per image their detections are paired (same label,
 scores within 1e-4, IoU > 0.99 or coordinates within 0.01 px: ``deployment/pairing.py``). Our graph
 is also paired with PyTorch's ``predict``: where even those two differ, floating-point ties decide
 (random weights whose scores saturate at 1.0). mmdeploy 1.3.1 does not apply
@@ -25,7 +25,7 @@ from typing import List, Optional
 
 from mmdet_efficientvit.cli import short_errors
 from mmdet_efficientvit.compat import UnsupportedStackError
-from mmdet_efficientvit.deployment.inference_tool import image_inputs
+from mmdet_efficientvit.deployment.image_inputs import image_inputs
 from mmdet_efficientvit.deployment.mmdeploy_parity import (DETECTION_DEPLOY_CONFIG,
                                                            compare_graphs, identical,
                                                            mmdeploy_export, random_check_weights)
@@ -33,6 +33,7 @@ from mmdet_efficientvit.deployment.pairing import pairing_rule
 from mmdet_efficientvit.errors import SetupError
 from mmdet_efficientvit.models.builders import build_detector
 from mmdet_efficientvit.resources import config_path, tools_dir
+from mmdet_efficientvit_runtime import image_paths, read_image
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -103,9 +104,7 @@ def main(argv: Optional[List[str]] = None) -> List[dict]:
 
 def _first_image(folder: str) -> str:
     """The image mmdeploy traces with: the first one ``image_inputs`` reads."""
-    from mmdet_efficientvit.deployment.inference_tool import inference_tool
-    tool = inference_tool()
-    return next(p for p in tool.image_paths(folder) if tool.read_image(p) is not None)
+    return next(p for p in image_paths(folder) if read_image(p) is not None)
 
 
 if __name__ == '__main__':

@@ -71,11 +71,12 @@ from mmdet_efficientvit.cli import short_errors
 from mmdet_efficientvit.deployment.end2end import (End2EndDetector, Network, check_supported,
                                                    randomize_for_check)
 from mmdet_efficientvit.deployment.onnx_export import (DEFAULT_OPSET, check_end2end, check_onnx,
-                                                       detections, export_onnx, ort_session)
+                                                       detections, export_onnx)
 from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections, pairing_rule
 from mmdet_efficientvit.errors import ConfigError, SetupError
 from mmdet_efficientvit.model_zoo import ARCHS
 from mmdet_efficientvit.models.utils import deploy_model
+from mmdet_efficientvit_runtime import OrtSession
 
 DEFAULT_CHECK_SIZES = ['256x256', '333x491', '800x1216']
 
@@ -150,7 +151,7 @@ def build(args: argparse.Namespace):
 
 def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) -> None:
     """Wrap, export, store the metadata, check against ``predict``; optionally quantize."""
-    from mmdet_efficientvit.deployment.inference_tool import image_inputs
+    from mmdet_efficientvit.deployment.image_inputs import image_inputs
     from mmdet_efficientvit.deployment.metadata import deploy_metadata, write_metadata
     from mmdet_efficientvit.resources import load_config
 
@@ -190,7 +191,7 @@ def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) 
 
 def quantize(args, out: str, checks: List[torch.Tensor]) -> str:
     """Write ``<out>.int8.onnx`` and report how its detections compare with the float graph's."""
-    from mmdet_efficientvit.deployment.inference_tool import image_inputs
+    from mmdet_efficientvit.deployment.image_inputs import image_inputs
     from mmdet_efficientvit.deployment.quantize import quantize_int8
     int8 = os.path.splitext(out)[0] + '.int8.onnx'
     inputs = image_inputs(out, args.calib_dir, args.calib_num, '--calib-dir')
@@ -198,9 +199,9 @@ def quantize(args, out: str, checks: List[torch.Tensor]) -> str:
     quantize_int8(out, int8, inputs, note=f'{len(inputs)} images of {args.calib_dir}')
     print(f'quantized {int8} in {time.time() - start:.1f}s (calibrated on {len(inputs)} images of '
           f'{args.calib_dir}; the float model stays in {out})')
-    fp32, q = ort_session(out), ort_session(int8)
+    fp32, q = OrtSession(out), OrtSession(int8)
     for x in checks:
-        ref, got = fp32.run(None, {'input': x.numpy()}), q.run(None, {'input': x.numpy()})
+        ref, got = fp32.run({'input': x.numpy()}), q.run({'input': x.numpy()})
         pairs = [match_detections(detections(ref[0][i], ref[1][i]), detections(got[0][i], got[1][i]),
                                   **FOUND_AGAIN) for i in range(x.shape[0])]
         total = {k: sum(p[k] for p in pairs) for k in ('ref', 'got', 'matched')}

@@ -16,6 +16,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from mmdet_efficientvit_runtime import (OPENVINO_PRECISIONS, OpenVINOSession, OrtSession,
+                                        UserError, bf16_unavailable, openvino_core)
 
 from ...model_zoo import ARCHS, CLS_WINDOW_SIZE
 from ...models.builders import (Backbone, RawDetector, build_backbone, build_detector,
@@ -82,32 +84,28 @@ class Case:
 # ------------------------------------------------------------------------------------------ runners
 def onnx_runner(path: str, threads: int) -> Callable:
     """Run an exported graph with onnxruntime's CPU provider on a torch tensor."""
-    from ...deployment.onnx_export import ort_session
-    session = ort_session(path, threads=threads)
-    return lambda x: session.run(None, {'input': x.numpy()})
+    session = OrtSession(path, threads=threads)
+    return lambda x: session.run({'input': x.numpy()})
 
 
 def openvino_runner(path: str, threads: int, precision: str) -> Callable:
     """Run an exported graph with OpenVINO's CPU plugin in ``precision`` (f32, bf16) on a torch
-    tensor, in ``onnx_inference.py``'s session (as ``--runtime openvino`` runs it)."""
-    from ...deployment.inference_tool import inference_tool
-    session = inference_tool().OpenVINOSession(path, threads, precision)
+    tensor, in the runtime's session (as ``onnx-inference --runtime openvino`` runs it)."""
+    session = OpenVINOSession(path, threads, precision)
     return lambda x: session.run({'input': x.numpy()})
 
 
 def openvino_precisions() -> Tuple[Tuple[str, ...], Optional[str]]:
     """The OpenVINO precisions this machine can time (f32, and bf16 where the CPU has it) and a
     note on what is left out and why (None: nothing)."""
-    from ...deployment.inference_tool import inference_tool
-    tool = inference_tool()
     try:
-        core = tool.openvino_core()
-    except tool.UserError:
+        core = openvino_core()
+    except UserError:
         return (), 'no OpenVINO rows: OpenVINO is not installed (pip install openvino)'
-    reason = tool.bf16_unavailable(core)
+    reason = bf16_unavailable(core)
     if reason:
         return ('f32', ), f'no OpenVINO bf16 rows: {reason}'
-    return tuple(tool.OPENVINO_PRECISIONS), None
+    return tuple(OPENVINO_PRECISIONS), None
 
 
 def finish_runner(model: nn.Module, spec: Dict) -> Callable:
