@@ -81,10 +81,9 @@ def check_cfg_options(options: Dict) -> None:
 def load_detector_config(path: str, options: Dict, what: str = 'config'):
     """The config at ``path`` with ``options`` merged; :class:`SetupError` for a missing file, a
     config without an mmdet detector, and one that is not trained by epochs."""
-    from mmdet.models.detectors import BaseDetector
-    from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
 
+    from ..models.builders import check_detector_config
     from ..resources import load_config
     if not osp.isfile(path):
         raise SetupError(f'{what} not found: {path} (give the config file, e.g. '
@@ -92,12 +91,7 @@ def load_detector_config(path: str, options: Dict, what: str = 'config'):
     cfg = load_config(path)
     cfg.merge_from_dict(options)
     register_all_modules(init_default_scope=False)
-    model_type = cfg.get('model', {}).get('type')
-    detector = MODELS.get(model_type) if isinstance(model_type, str) else None
-    if not (isinstance(detector, type) and issubclass(detector, BaseDetector)):
-        raise SetupError(f'{path} is not a detector config (model.type {model_type!r} is not an '
-                         'mmdet detector): give a detector config such as '
-                         'configs/demo/rtmdet_evit_demo_shapes.py')
+    check_detector_config(cfg, path)
     if not cfg.get('train_cfg', {}).get('max_epochs'):
         raise SetupError(f'{path} does not train by epochs (no train_cfg.max_epochs): the front '
                          "reads the last epoch's validation; use an epoch-based config")

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from mmcv.ops import nms
 from mmdet.apis import DetInferencer
-from mmdet.models.detectors import BaseDetector
-from mmdet.registry import DATASETS, MODELS, VISUALIZERS
+from mmdet.registry import DATASETS, VISUALIZERS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 from mmdet_efficientvit_runtime import UserError, detect, load_model
 
-from ..errors import ConfigError, SetupError
+from ..errors import SetupError
+from ..models.builders import check_detector_config
 from ..models.utils import read_checkpoint
 from ..resources import load_config
 
@@ -65,17 +65,6 @@ def draw_detections(visualizer, image: np.ndarray, drawn: DetDataSample,
     finally:
         np.random.set_state(state)
     return visualizer.get_image()
-
-
-def check_detector_config(cfg: Config, name: str) -> None:
-    """Refuse a config whose ``model`` is not one of mmdet's detectors, before anything is built."""
-    model = cfg.get('model')
-    kind = model.get('type') if isinstance(model, dict) else None
-    cls = MODELS.get(kind) if isinstance(kind, str) else None
-    if not (isinstance(cls, type) and issubclass(cls, BaseDetector)):
-        raise ConfigError(f'{name} is not a detector config (its model type is {kind!r}, not one of '
-                          "mmdet's detectors): pass a detector config such as "
-                          'mmdet_efficientvit::retinanet_evit_m4_fpn_1x_coco.py')
 
 
 def build_inferencer(cfg: Config, checkpoint: str, device: str) -> DetInferencer:

@@ -13,7 +13,23 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
+from ..errors import ConfigError
+
 SizeLike = Union[int, str, Sequence[int]]
+
+
+def check_detector_config(cfg: Config, name: str) -> None:
+    """Refuse (``ConfigError``, one line) a config whose ``model`` is not one of mmdet's detectors,
+    before anything is built."""
+    from mmdet.models.detectors import BaseDetector
+    from mmdet.registry import MODELS
+    model = cfg.get('model')
+    kind = model.get('type') if isinstance(model, dict) else None
+    cls = MODELS.get(kind) if isinstance(kind, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, BaseDetector)):
+        raise ConfigError(f'{name} is not a detector config (its model type is {kind!r}, not one of '
+                          "mmdet's detectors): pass a detector config such as "
+                          'mmdet_efficientvit::retinanet_evit_m4_fpn_1x_coco.py')
 
 
 def parse_size(size: SizeLike) -> Tuple[int, int]:
