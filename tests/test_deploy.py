@@ -207,10 +207,13 @@ def test_onnx_inference_matches_mmdet_pipeline_and_coco_metric(setup, inference,
     printed = capsys.readouterr().out
     line = re.search(r'onnxruntime node time by operator: (.*)', printed).group(1)
     shares = {op: float(pct) for op, pct in re.findall(r'(\w+) (\d+\.\d)%', line)}
-    assert shares['Conv'] > 5 and 'TopK' in shares and sum(shares.values()) <= 100.1
+    # each share is printed to 0.1%, so the sum may exceed 100 by 0.05% per share
+    assert shares['Conv'] > 5 and 'TopK' in shares
+    assert sum(shares.values()) <= 100 + 0.05 * len(shares) + 1e-9
     line = re.search(r'onnxruntime node time by part: (.*)', printed).group(1)
     parts = {p: float(pct) for p, pct in re.findall(r'(\w+) (\d+\.\d)%', line)}
-    assert {'backbone', 'neck', 'bbox_head', 'other'} <= set(parts) and sum(parts.values()) <= 100.1
+    assert {'backbone', 'neck', 'bbox_head', 'other'} <= set(parts)
+    assert sum(parts.values()) <= 100 + 0.05 * len(parts) + 1e-9
 
     records = json.load(open(out / 'results.bbox.json'))
     metric = CocoMetric(ann_file=str(gt_file), metric='bbox')
