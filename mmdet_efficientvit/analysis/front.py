@@ -33,6 +33,7 @@ from ..resources import PACKAGE_DIR
 from .benchmark.cases import (ORT_FP32, ORT_INT8, end2end_cases, openvino_precisions,
                               openvino_variant)
 from .benchmark.measure import time_group
+from .benchmark.report import load_average, utc_date
 
 METRIC = 'coco/bbox_mAP'
 VARIANTS = {  # CSV column prefix -> benchmark variant (cases.end2end_cases)
@@ -465,10 +466,8 @@ def run_front(configs: Sequence[str], reference: str, baselines: Sequence[str],
     checkpoints = {c: r.checkpoint for c, r in first.items()} if trained_weights else {}
     latency, notes = measure_latencies(configs, reference, checkpoints, size, threads, repeats,
                                        warmup, min_run_time, log)
-    with open('/proc/loadavg') as f:
-        load = ' '.join(f.read().split()[:3])
     weights = (f'trained (seed {min(seeds)} checkpoints)' if trained_weights else 'random')
     meta = dict(input_size=size, threads=str(threads), weights=weights, repeats=str(repeats),
                 cpu=cpu_name(), torch=torch.__version__,
-                loadavg_at_end=load, date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
+                loadavg_at_end=load_average(), date=utc_date())
     return Front(runs, latency, reference, list(dict.fromkeys([reference, *baselines])), meta, notes)

@@ -49,32 +49,24 @@ Example (the README's run)::
         --detectors evit-m4 r50 --det-batch-size 8 --out work_dirs/benchmark/cuda.csv  # GPU protocol
 """
 import argparse
-import platform
 import sys
-import tempfile
 import time
 from typing import List
 
 import torch
 
 from mmdet_efficientvit.analysis.benchmark.cases import (DETECTORS, PRECISIONS, REALTIME_DETECTORS,
-                                                         Case, amp_dtype, backbone_cases,
-                                                         detector_cases, device_backbone_cases,
-                                                         device_detector_cases, end2end_cases,
-                                                         onnx_backbone_cases, openvino_precisions,
-                                                         resolve_detector)
-from mmdet_efficientvit.analysis.benchmark.measure import (measure_cuda_memory, measure_memory,
-                                                           time_group)
-from mmdet_efficientvit.analysis.benchmark.report import (CUDA_MEMORY_HEADER, MEMORY_HEADER,
-                                                          markdown_table, plot, write_csv)
+                                                         Case, resolve_detector)
+from mmdet_efficientvit.analysis.benchmark.measure import add_timing_arguments
+from mmdet_efficientvit.analysis.benchmark.protocol import (DEFAULT_GROUPS, DEVICE_GROUPS, GROUPS,
+                                                            run_benchmark)
 from mmdet_efficientvit.model_zoo import ARCHS
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--groups', nargs='+', default=['backbone', 'detector', 'onnx'],
-                        choices=['backbone', 'detector', 'onnx', 'end2end', 'realtime'])
+    parser.add_argument('--groups', nargs='+', default=list(DEFAULT_GROUPS), choices=list(GROUPS))
     parser.add_argument('--archs', nargs='+', default=list(ARCHS), choices=ARCHS)
     parser.add_argument('--detectors', nargs='+', default=list(DETECTORS), choices=list(DETECTORS),
                         help='evit-m0..evit-m5 (our configs), r18, r50 (mmdet::retinanet)')
@@ -83,10 +75,7 @@ def parse_args(argv=None):
     parser.add_argument('--det-size', default='800x1216', help='detector / ONNX input, HxW')
     parser.add_argument('--det-batch-size', type=int, default=0,
                         help='throughput batch at --det-size (0: latency only, the default)')
-    parser.add_argument('--repeats', type=int, default=5, help='timed runs per model (median taken)')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed passes per model first')
-    parser.add_argument('--min-run-time', type=float, default=0.3,
-                        help='seconds per timed run (>=1 pass)')
+    add_timing_arguments(parser)
     parser.add_argument('--threads', type=int, default=2, help='torch and onnxruntime intra-op threads')
     parser.add_argument('--channels-last', action='store_true', help='also time deployed + channels_last')
     parser.add_argument('--compile', action='store_true', help='also time deployed + torch.compile')
@@ -131,159 +120,24 @@ def parse_args(argv=None):
     return args
 
 
-DEVICE_GROUPS = ('backbone', 'detector')
-
-
 def check_device_args(parser, args, argv) -> None:
     """--device: a device torch has, and only the groups the device protocol times."""
     if torch.device(args.device).type == 'cuda' and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: torch sees no CUDA GPU here')
     other = sorted(set(args.groups) - set(DEVICE_GROUPS))
     if other and '--groups' in argv:
-        parser.error(f'--device times the groups {DEVICE_GROUPS} only, not {other}')
+        parser.error(f'--device times the groups {tuple(DEVICE_GROUPS)} only, not {other}')
     args.groups = [g for g in args.groups if g in DEVICE_GROUPS]
-
-
-def measure_on_device(comparisons: List[List[Case]], args, log) -> None:
-    """The device protocol's latency (bs=1), throughput (each case's batch) and CUDA peak memory."""
-    cuda = torch.device(args.device).type == 'cuda'
-    for i, group in enumerate(comparisons, 1):
-        log(f'[{i}/{len(comparisons)}] timing {group[0].group}: '
-            f'{", ".join(dict.fromkeys(c.model for c in group))}')
-        latency = time_group(group, 1, args.repeats, args.warmup, args.min_run_time, log, args.device)
-        batch = group[0].batch
-        per_pass = (time_group(group, batch, args.repeats, args.warmup, args.min_run_time, log,
-                               args.device) if batch else {})
-        for c in group:
-            c.latency_ms = latency[c.key] * 1e3
-            if batch:
-                c.throughput = batch / per_pass[c.key]
-            if cuda and not args.no_memory:
-                c.mem_bs1 = measure_cuda_memory(c, 1, args.device)
-                if batch:
-                    c.mem_bsn = measure_cuda_memory(c, batch, args.device)
-
-
-def device_main(args, log) -> List[Case]:
-    """``--device``: build, measure and report the device protocol (module doc)."""
-    cuda = torch.device(args.device).type == 'cuda'
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cudnn pick its fastest kernels
-    log(f'building models for {args.device}')
-    comparisons = []
-    if 'backbone' in args.groups:
-        comparisons += device_backbone_cases(args.archs, args.backbone_size, args.device_batch_sizes,
-                                             args.seed, args.device, tuple(args.precisions),
-                                             args.channels_last, args.compile)
-    if 'detector' in args.groups:
-        comparisons += device_detector_cases(args.detectors, args.det_size, args.det_batch_size,
-                                             args.seed, args.device, log, tuple(args.precisions),
-                                             args.channels_last, args.compile)
-    measure_on_device(comparisons, args, log)
-    cases = [c for group in comparisons for c in group]
-    name = torch.cuda.get_device_name(args.device) if cuda else platform.processor() or platform.machine()
-    meta = dict(torch=torch.__version__, device=name, amp_dtype=str(amp_dtype(args.device)),
-                repeats=args.repeats, cudnn_benchmark=cuda,
-                date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
-    info = (f'torch {meta["torch"]} on {name}, amp = autocast {meta["amp_dtype"]}, median of '
-            f'{args.repeats} runs, {meta["date"]}')
-    write_outputs(cases, args, meta, info, log, CUDA_MEMORY_HEADER if cuda else MEMORY_HEADER,
-                  'peak_cuda_mib')
-    return cases
-
-
-def write_outputs(cases: List[Case], args, meta: dict, info: str, log,
-                  memory_header: str = MEMORY_HEADER, memory_column: str = 'peak_rss_mib') -> None:
-    """The markdown table (printed and next to the CSV), the CSV and the optional plot."""
-    table = markdown_table(cases, memory_header)
-    print(table)
-    print(f'\n{info}')
-    write_csv(cases, args.out, meta, memory_column)
-    with open(args.out.rsplit('.', 1)[0] + '.md', 'w') as f:
-        f.write(table + f'\n\n{info}\n')
-    log(f'wrote {args.out}')
-    if args.plot:
-        plot(cases, args.plot, info)
-        log(f'wrote {args.plot}')
-
-
-def measure(comparisons: List[List[Case]], args, log) -> None:
-    """Latency (bs=1), throughput (bs=N where asked) and peak memory of every case, in place."""
-    for i, group in enumerate(comparisons, 1):
-        log(f'[{i}/{len(comparisons)}] timing {group[0].group}: '
-            f'{", ".join(dict.fromkeys(c.model for c in group))}')
-        latency = time_group(group, 1, args.repeats, args.warmup, args.min_run_time, log)
-        for c in group:
-            c.latency_ms = latency[c.key] * 1e3
-        batch = group[0].batch
-        if batch:
-            per_pass = time_group(group, batch, args.repeats, args.warmup, args.min_run_time, log)
-            for c in group:
-                c.throughput = batch / per_pass[c.key]
-        if args.no_memory:
-            continue
-        for c in group:
-            if c.spec.get('compile'):
-                continue  # a fresh process would measure the compiler, not inference
-            c.mem_bs1 = measure_memory(c.spec, c.size, 1, args.threads)
-            if batch:
-                c.mem_bsn = measure_memory(c.spec, c.size, batch, args.threads)
-        log('    memory measured')
 
 
 def main(argv=None) -> List[Case]:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
     t0 = time.time()
 
     def log(msg: str) -> None:
         print(f'[{time.time() - t0:7.1f}s] {msg}', file=sys.stderr, flush=True)
 
-    if args.device is not None:
-        return device_main(args, log)
-    notes = []  # what the report leaves out and why
-    with tempfile.TemporaryDirectory() as tmpdir:
-        log('building models')
-        comparisons = []
-        if 'backbone' in args.groups:
-            comparisons += backbone_cases(args.archs, args.backbone_size, args.batch_size, args.seed,
-                                          args.channels_last, args.compile)
-        if 'onnx' in args.groups:
-            comparisons += onnx_backbone_cases(args.archs, args.det_size, args.det_batch_size,
-                                               args.seed, args.threads, tmpdir, log)
-        if 'detector' in args.groups:
-            comparisons += detector_cases(args.detectors, args.det_size, args.det_batch_size,
-                                          args.seed, args.threads, tmpdir, log, args.unfused,
-                                          tuple(args.nms_detectors), 'onnx' in args.groups)
-        if 'end2end' in args.groups:
-            precisions, note = openvino_precisions() if args.openvino_detectors else ((), None)
-            notes += [note] if note else []
-            realtime = [d for d in args.e2e_detectors if d in REALTIME_DETECTORS]
-            for group, size, detectors in (
-                    ('end2end', args.det_size, [d for d in args.e2e_detectors if d not in realtime]),
-                    ('end2end@realtime', args.realtime_size, realtime)):
-                if detectors:
-                    comparisons += end2end_cases(detectors, size, args.seed, args.threads, tmpdir,
-                                                 log, group=group,
-                                                 openvino_detectors=args.openvino_detectors,
-                                                 openvino_precisions=precisions)
-        if 'realtime' in args.groups:
-            detectors = list(dict.fromkeys(args.realtime_detectors + [args.realtime_reference]))
-            comparisons += end2end_cases(detectors, args.realtime_size, args.seed, args.threads,
-                                         tmpdir, log, group='realtime',
-                                         reference=args.realtime_reference)
-        measure(comparisons, args, log)
-    cases = [c for group in comparisons for c in group]
-
-    with open('/proc/loadavg') as f:
-        load = ' '.join(f.read().split()[:3])
-    meta = dict(torch=torch.__version__, threads=args.threads, repeats=args.repeats,
-                cpu=platform.processor() or platform.machine(), loadavg_at_end=load,
-                date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
-    info = (f'torch {meta["torch"]}, {args.threads} threads, median of {args.repeats} runs, '
-            f'load average at end {load}, {meta["date"]}')
-    write_outputs(cases, args, meta, '\n'.join([info] + notes), log)
-    return cases
+    return run_benchmark(args, log)
 
 
 if __name__ == '__main__':

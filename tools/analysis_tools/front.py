@@ -26,6 +26,7 @@ from typing import List, Optional
 
 import torch
 
+from mmdet_efficientvit.analysis.benchmark.measure import add_timing_arguments
 from mmdet_efficientvit.analysis.front import run_front, write_front
 from mmdet_efficientvit.cli import short_errors
 
@@ -56,9 +57,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="time mmdet's initialisers' weights instead of the trained ones")
     parser.add_argument('--size', default='640x640', help='latency input, HxW (deployment size)')
     parser.add_argument('--threads', type=int, default=1, help='onnxruntime / OpenVINO threads')
-    parser.add_argument('--repeats', type=int, default=5, help='timed runs per graph (median)')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed passes per graph first')
-    parser.add_argument('--min-run-time', type=float, default=0.3, help='seconds per timed run')
+    add_timing_arguments(parser, 'graph')
     parser.add_argument('--progress-every', type=float, default=30.0,
                         help='seconds between looks at the trainings')
     parser.add_argument('--out', default='docs/results/front.csv',

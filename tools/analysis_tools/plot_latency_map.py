@@ -12,11 +12,13 @@ the CSV is an error. The plot is the speed-accuracy front's (``mmdet_efficientvi
 with its Pareto line; ``front.py`` makes the same plot with mAPs it reads from training runs.
 """
 import argparse
-import csv
 import sys
 from typing import Dict, List, Optional
 
+from mmdet_efficientvit.analysis.benchmark.report import read_latencies
 from mmdet_efficientvit.analysis.front import plot_front
+from mmdet_efficientvit.cli import short_errors
+from mmdet_efficientvit.errors import SetupError
 
 
 def parse_maps(items: List[str]) -> Dict[str, float]:
@@ -28,18 +30,8 @@ def parse_maps(items: List[str]) -> Dict[str, float]:
         except ValueError:
             sep = ''
         if not sep or not model:
-            raise SystemExit(f'error: --map {item!r} is not MODEL=MAP (e.g. RTMDet-tiny=0.61)')
+            raise SetupError(f'--map {item!r} is not MODEL=MAP (e.g. RTMDet-tiny=0.61)')
     return maps
-
-
-def latencies(path: str, variant: str) -> Dict[str, float]:
-    """model -> latency (ms) of ``variant`` in a benchmark CSV."""
-    with open(path, newline='') as f:
-        rows = [r for r in csv.DictReader(f) if r['variant'] == variant]
-    if not rows:
-        raise SystemExit(f'error: {path} has no rows of variant {variant!r}: pass --variant as '
-                         'the CSV names it')
-    return {r['model']: float(r['latency_ms_bs1']) for r in rows}
 
 
 def main(argv: Optional[List[str]] = None) -> str:
@@ -51,11 +43,12 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('--out', default='docs/results/realtime_latency_map.png')
     parser.add_argument('--title', default='DemoShapes bbox mAP vs latency at 640x640, bs=1')
     args = parser.parse_args(argv)
-    maps, lat = parse_maps(args.map), latencies(args.csv, args.variant)
-    missing = sorted(set(maps) - set(lat))
-    if missing:
-        raise SystemExit(f'error: {args.csv} has no {args.variant!r} row for {missing}; models '
-                         f'there: {sorted(lat)}')
+    with short_errors():
+        maps, lat = parse_maps(args.map), read_latencies(args.csv, args.variant)
+        missing = sorted(set(maps) - set(lat))
+        if missing:
+            raise SetupError(f'{args.csv} has no {args.variant!r} row for {missing}; models there: '
+                             f'{sorted(lat)}')
     plot_front({m: (lat[m], v) for m, v in maps.items()}, args.out, args.title,
                xlabel=f'latency (ms, median), {args.variant}')
     print(f'wrote {args.out}')

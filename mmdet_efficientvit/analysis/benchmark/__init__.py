@@ -2,5 +2,6 @@
 
 ``cases`` builds what is compared (each case a callable plus a JSON-able spec that rebuilds it),
 ``measure`` times cases interleaved and measures peak memory in fresh processes, ``report`` writes the
-tables and the plot. ``tools/analysis_tools/benchmark.py`` is the command line.
+tables and the plot, ``protocol`` names the groups and runs them from the options to the report.
+``tools/analysis_tools/benchmark.py`` is the command line.
 """

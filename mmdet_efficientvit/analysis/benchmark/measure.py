@@ -14,7 +14,10 @@ onnxruntime.
 On CUDA a pass is timed between ``torch.cuda.synchronize`` calls (kernels are asynchronous), and peak
 memory is ``torch.cuda.max_memory_allocated`` over two passes minus what was allocated before them,
 measured in this process (:func:`measure_cuda_memory`); the RSS method does not apply.
+
+:func:`measure_comparisons` fills in every case's figures.
 """
+import argparse
 import ctypes
 import ctypes.util
 import gc
@@ -24,7 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -66,6 +69,54 @@ def time_group(cases: List[Case], batch: int, repeats: int, warmup: int, min_run
                 samples[c.key].append((time.perf_counter() - start) / iters[c.key])
             log(f'    repeat {r + 1}/{repeats} (bs={batch}) done')
     return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, what: str = 'model') -> None:
+    """The options of :func:`time_group` (``--repeats``, ``--warmup``, ``--min-run-time``) with their
+    defaults, for the tools that time with it; ``what`` names the thing timed in the help."""
+    parser.add_argument('--repeats', type=int, default=5,
+                        help=f'timed runs per {what} (median taken)')
+    parser.add_argument('--warmup', type=int, default=2, help=f'untimed passes per {what} first')
+    parser.add_argument('--min-run-time', type=float, default=0.3,
+                        help='seconds per timed run (>=1 pass)')
+
+
+# Peak memory that inference adds to one case at one batch size, in MiB.
+MemoryMeasure = Callable[[Case, int], float]
+
+
+def measure_comparisons(comparisons: List[List[Case]], repeats: int, warmup: int,
+                        min_run_time: float, log: Callable, device: str = 'cpu',
+                        memory: Optional[MemoryMeasure] = None) -> None:
+    """Latency (bs=1), throughput (each comparison's batch, where it has one) and, with ``memory``
+    (:func:`process_memory`, :func:`measure_cuda_memory`), peak memory of every case, in place;
+    each comparison timed interleaved (:func:`time_group`)."""
+    for i, group in enumerate(comparisons, 1):
+        log(f'[{i}/{len(comparisons)}] timing {group[0].group}: '
+            f'{", ".join(dict.fromkeys(c.model for c in group))}')
+        latency = time_group(group, 1, repeats, warmup, min_run_time, log, device)
+        for c in group:
+            c.latency_ms = latency[c.key] * 1e3
+        batch = group[0].batch
+        if batch:
+            per_pass = time_group(group, batch, repeats, warmup, min_run_time, log, device)
+            for c in group:
+                c.throughput = batch / per_pass[c.key]
+        if memory is None:
+            continue
+        for c in group:
+            c.mem_bs1 = memory(c, 1)
+            if batch:
+                c.mem_bsn = memory(c, batch)
+        log('    memory measured')
+
+
+def process_memory(case: Case, batch: int, threads: int) -> float:
+    """:func:`measure_memory` of a case; NaN for a ``torch.compile`` case, where a fresh process
+    would measure the compiler, not inference."""
+    if case.spec.get('compile'):
+        return float('nan')
+    return measure_memory(case.spec, case.size, batch, threads)
 
 
 def measure_memory(spec: Dict, size: Tuple[int, int], batch: int, threads: int) -> float:

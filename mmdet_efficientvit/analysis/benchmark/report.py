@@ -1,8 +1,11 @@
-"""Benchmark results as a markdown table, a CSV file and a latency-vs-FLOPs plot."""
+"""Benchmark results as a markdown table, a CSV file and a latency-vs-FLOPs plot, what they say about
+the run (load average, date), and the CSV's latencies read back (``plot_latency_map.py``)."""
 import csv
 import os
-from typing import Dict, List, Tuple
+import time
+from typing import Callable, Dict, List, Optional, Tuple
 
+from ...errors import SetupError
 from .cases import Case
 
 MEMORY_HEADER = 'peak RSS added by inference (MiB)'
@@ -57,6 +60,43 @@ def write_csv(cases: List[Case], path: str, meta: Dict, memory_column: str = 'pe
                              f'{c.latency_ms:.4f}', f'{c.throughput:.3f}', c.batch, c.reference or '',
                              f'{ratios[c.key][0]:.4f}', f'{ratios[c.key][1]:.4f}',
                              f'{c.mem_bs1:.1f}', f'{c.mem_bsn:.1f}'] + [meta[k] for k in sorted(meta)])
+
+
+def read_latencies(path: str, variant: str) -> Dict[str, float]:
+    """model -> latency bs=1 (ms) of ``variant`` in a CSV of :func:`write_csv`."""
+    with open(path, newline='') as f:
+        rows = [r for r in csv.DictReader(f) if r['variant'] == variant]
+    if not rows:
+        raise SetupError(f'{path} has no rows of variant {variant!r}: pass --variant as the CSV '
+                         'names it')
+    return {r['model']: float(r['latency_ms_bs1']) for r in rows}
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the machine was while it was timed."""
+    with open('/proc/loadavg') as f:
+        return ' '.join(f.read().split()[:3])
+
+
+def utc_date() -> str:
+    return time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+
+
+def write_outputs(cases: List[Case], out: str, plot_path: Optional[str], meta: Dict, info: str,
+                  log: Callable, memory_header: str = MEMORY_HEADER,
+                  memory_column: str = 'peak_rss_mib') -> None:
+    """The markdown table (printed and next to the CSV, ``.md``), the CSV at ``out`` and, with
+    ``plot_path``, the plot; ``info`` (how and when the run was timed) under the table."""
+    table = markdown_table(cases, memory_header)
+    print(table)
+    print(f'\n{info}')
+    write_csv(cases, out, meta, memory_column)
+    with open(out.rsplit('.', 1)[0] + '.md', 'w') as f:
+        f.write(table + f'\n\n{info}\n')
+    log(f'wrote {out}')
+    if plot_path:
+        plot(cases, plot_path, info)
+        log(f'wrote {plot_path}')
 
 
 def plot(cases: List[Case], path: str, title: str) -> None:
