@@ -51,7 +51,7 @@ Example (the README's run)::
 import argparse
 import sys
 import time
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -63,7 +63,7 @@ from mmdet_efficientvit.analysis.benchmark.protocol import (DEFAULT_GROUPS, DEVI
 from mmdet_efficientvit.model_zoo import ARCHS
 
 
-def parse_args(argv=None):
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--groups', nargs='+', default=list(DEFAULT_GROUPS), choices=list(GROUPS))
@@ -130,7 +130,7 @@ def check_device_args(parser, args, argv) -> None:
     args.groups = [g for g in args.groups if g in DEVICE_GROUPS]
 
 
-def main(argv=None) -> List[Case]:
+def main(argv: Optional[List[str]] = None) -> List[Case]:
     args = parse_args(argv)
     t0 = time.time()
 
