@@ -3,7 +3,7 @@
 Configs name the weights as ``efficientvit://<file>`` (registered with mmengine's ``CheckpointLoader``
 when the package is imported, resolved here), the way OpenMMLab configs use ``torchvision://``. timm's
 conversions of these ImageNet weights on the Hugging Face Hub are named ``hf-hub:<repo>`` as timm names
-them (``hub_checkpoint``; read through huggingface_hub's cache by ``models/utils/checkpoint.py``).
+them (``hub_checkpoint``; read through huggingface_hub's cache by ``models/utils/checkpoint/reading.py``).
 """
 from typing import Dict
 

@@ -14,7 +14,8 @@ from mmdet.evaluation import DumpDetResults
 from mmdet.registry import RUNNERS
 from mmengine.model import is_model_wrapper
 from mmengine.logging import print_log
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdet_efficientvit  # noqa: F401  (registers our models)
@@ -23,7 +24,7 @@ from mmdet_efficientvit.cli import (check_data_paths, config_from_args, parse_co
 from mmdet_efficientvit.errors import SetupError
 from mmdet_efficientvit.models import EfficientViT
 from mmdet_efficientvit.models.utils import (deploy_model, explain_detector_mismatch,
-                                             model_state_dict, read_checkpoint)
+                                             read_checkpoint, unwrap_checkpoint)
 
 
 def parse_args() -> argparse.Namespace:
@@ -55,7 +56,8 @@ def main() -> None:
         if not osp.isfile(args.checkpoint):
             raise SetupError(f'checkpoint not found: {args.checkpoint}')
         check_data_paths(cfg, ['test'])
-        read_checkpoint(args.checkpoint)  # safe loading: a file that is no checkpoint is one message
+        # read once, safely (a file that is no checkpoint is one message); loaded from this dict below
+        checkpoint = read_checkpoint(args.checkpoint)
         setup_cpu_distributed(cfg)
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -63,12 +65,12 @@ def main() -> None:
             # into the model, not through runner.load_checkpoint, whose after_load_checkpoint hooks
             # run before before_run: EMAHook (RTMDet configs) has no EMA model then. runner.test()
             # builds it from the loaded weights, which are the EMA ones (EMAHook saves them so).
-            load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True,
-                            logger='current')
+            # mmengine's load_checkpoint after its read (the runner and DetInferencer call it so too).
+            _load_checkpoint_to_model(model, checkpoint, strict=True, logger='current')
         except RuntimeError as e:
             if 'do not match exactly' not in str(e):  # mmengine's strict-loading report
                 raise
-            state_dict = model_state_dict(read_checkpoint(args.checkpoint))
+            state_dict, _ = unwrap_checkpoint(checkpoint)
             raise SetupError(
                 f'{args.checkpoint} does not fit the model of {args.config}: '
                 f'{explain_detector_mismatch(model, state_dict, EfficientViT.arch_zoo)} Use the '

@@ -67,17 +67,29 @@ def draw_detections(visualizer, image: np.ndarray, drawn: DetDataSample,
     return visualizer.get_image()
 
 
+class _CheckpointInferencer(DetInferencer):
+    """mmdet's DetInferencer on a checkpoint already read (by :func:`read_checkpoint`: safely, with
+    one-line errors, once), and with class names from the config's test dataset for a checkpoint
+    without any (DetInferencer would take COCO's)."""
+
+    def __init__(self, cfg: Config, checkpoint: dict, device: str):
+        self._checkpoint = checkpoint
+        super().__init__(model=cfg, weights=None, device=device, show_progress=False)
+
+    def _load_weights_to_model(self, model, checkpoint, cfg) -> None:
+        # mmengine's hook for "what the checkpoint gives the model", called with weights=None's None
+        super()._load_weights_to_model(model, self._checkpoint, cfg)
+        meta = self._checkpoint.get('meta') or {}
+        if 'dataset_meta' not in meta and 'CLASSES' not in meta:
+            classes = dataset_metainfo(cfg).get('classes')
+            if classes:
+                model.dataset_meta = dict(classes=tuple(classes))
+
+
 def build_inferencer(cfg: Config, checkpoint: str, device: str) -> DetInferencer:
     """mmdet's DetInferencer, with class names from the checkpoint (as DetInferencer reads them) or,
-    for a checkpoint without any, from the config's test dataset (DetInferencer would take COCO's)."""
-    meta = read_checkpoint(checkpoint).get('meta') or {}
-    inferencer = DetInferencer(model=cfg, weights=checkpoint, device=device, show_progress=False)
-    if 'dataset_meta' not in meta and 'CLASSES' not in meta:
-        classes = dataset_metainfo(cfg).get('classes')
-        if classes:
-            inferencer.model.dataset_meta = dict(classes=tuple(classes))
-            inferencer.visualizer.dataset_meta = inferencer.model.dataset_meta
-    return inferencer
+    for a checkpoint without any, from the config's test dataset; the checkpoint is read once."""
+    return _CheckpointInferencer(cfg, read_checkpoint(checkpoint), device)
 
 
 def dataset_metainfo(cfg: Config) -> dict:

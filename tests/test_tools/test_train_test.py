@@ -171,6 +171,47 @@ def test_official_release_layout_evaluates_in_unchanged_config(tmp_path):
     assert 'missing keys' not in log and 'unexpected key' not in log
 
 
+# Runs a tool (argv[2:]) with torch.load counting its reads of the checkpoint argv[1].
+COUNT_READS = """
+import runpy, sys, torch
+path, reads, load = sys.argv[1], [], torch.load
+def counting_load(f, *args, **kwargs):
+    reads.append(str(f))
+    return load(f, *args, **kwargs)
+torch.load = counting_load
+sys.argv = sys.argv[2:]
+try:
+    runpy.run_path(sys.argv[0], run_name='__main__')
+finally:
+    print(f'reads of the checkpoint: {reads.count(path)}')
+"""
+
+
+def test_tools_read_the_checkpoint_once(shapes, tmp_path):
+    """tools/test.py (evaluating, and explaining a checkpoint that does not fit) and tools/demo.py
+    read the checkpoint file once: the safe read's dict is what gets loaded."""
+    from mmdet_efficientvit.models.builders import build_detector
+    cfg = tiny_config(tmp_path / 'tiny.py', shapes)
+    ckpt = tmp_path / 'tiny.pth'
+    torch.save(dict(state_dict=build_detector(str(cfg)).state_dict(), meta=dict(epoch=1)), ckpt)
+    m1 = tmp_path / 'm1.py'
+    m1.write_text(f"_base_ = {str(cfg)!r}\n"
+                  "model = dict(backbone=dict(arch='m1'), neck=dict(in_channels=[128, 144, 192]))\n")
+    image = sorted((shapes / 'val').glob('*.jpg'))[0]
+    runs = {'test.py': ['test.py', cfg, ckpt, '--work-dir', tmp_path / 'test'],
+            'test.py, mismatch': ['test.py', m1, ckpt, '--work-dir', tmp_path / 'mismatch'],
+            'demo.py': ['demo.py', image, cfg, ckpt, '--out-dir', tmp_path / 'demo']}
+    for name, args in runs.items():
+        out = subprocess.run([sys.executable, '-c', COUNT_READS, str(ckpt), str(REPO / 'tools' / args[0]),
+                              *map(str, args[1:])], cwd=tmp_path, env=tool_env(),
+                             capture_output=True, text=True, timeout=300)
+        if name.endswith('mismatch'):
+            assert out.returncode == 1 and 'does not fit the model of' in out.stderr, out.stderr[-3000:]
+        else:
+            assert_ok(out)
+        assert 'reads of the checkpoint: 1' in out.stdout, (name, out.stdout[-2000:])
+
+
 def test_missing_coco_is_one_short_message(tmp_path):
     start = time.time()
     for args in (['train.py', CONFIGS / 'retinanet_evit_m4_fpn_1x_coco.py'],

@@ -222,6 +222,51 @@ def test_unreachable_url_names_it_and_the_local_alternative(tmp_path, monkeypatc
     assert len(message.splitlines()) == 1
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ('this ran while loading',))
+
+
+@pytest.fixture
+def http_server(tmp_path, monkeypatch):
+    """A local http server of ``tmp_path / 'served'``, and torch.hub's cache in ``tmp_path / 'hub'``."""
+    import functools
+    import http.server
+    import threading
+    served = tmp_path / 'served'
+    served.mkdir()
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield served, f'http://127.0.0.1:{server.server_address[1]}'
+    server.shutdown()
+    server.server_close()
+
+
+def test_url_downloads_once_and_loads_safely_in_mmengine_too(http_server, tmp_path):
+    """An http(s) checkpoint (init_cfg, mmengine's load_checkpoint / load_from) is downloaded into
+    torch.hub's cache once and read with weights_only=True; mmengine's own http loader would read
+    it with weights_only=False and run a pickle's code."""
+    from mmengine.runner import load_checkpoint
+    served, base = http_server
+    weights = EfficientViT('m0').state_dict()
+    torch.save({'state_dict': weights}, served / 'm0.pth')
+    model = load_through_init_cfg(f'{base}/m0.pth', arch='m0')
+    cached = tmp_path / 'hub' / 'checkpoints' / 'm0.pth'
+    assert cached.read_bytes() == (served / 'm0.pth').read_bytes()
+    (served / 'm0.pth').unlink()  # the second read is the cached copy's
+    fresh = EfficientViT('m0')
+    load_checkpoint(fresh, f'{base}/m0.pth', strict=True)
+    for loaded in (model.state_dict(), fresh.state_dict()):
+        assert all(torch.equal(loaded[key], value) for key, value in weights.items())
+    torch.save({'state_dict': {}, 'meta': _RunsCode()}, served / 'evil.pth')
+    with pytest.raises(CheckpointError, match=rf'^{base}/evil.pth contains Python objects that safe '
+                                              r'loading refuses \(global print\)'):
+        load_checkpoint(EfficientViT('m0'), f'{base}/evil.pth')
+
+
 # --------------------------------------------------------------------------- Hugging Face Hub
 HUB_M0 = hub_checkpoint('m0')
 HUB_M0_REPO = HUB_M0[len('hf-hub:'):]
