@@ -75,6 +75,7 @@ class _CheckpointInferencer(DetInferencer):
     def __init__(self, cfg: Config, checkpoint: dict, device: str):
         self._checkpoint = checkpoint
         super().__init__(model=cfg, weights=None, device=device, show_progress=False)
+        del self._checkpoint  # the model holds the weights now
 
     def _load_weights_to_model(self, model, checkpoint, cfg) -> None:
         # mmengine's hook for "what the checkpoint gives the model", called with weights=None's None
