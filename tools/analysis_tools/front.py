@@ -27,7 +27,7 @@ from typing import List, Optional
 import torch
 
 from mmdet_efficientvit.analysis.front import run_front, write_front
-from mmdet_efficientvit.cli import short_errors
+from mmdet_efficientvit.tools_support import short_errors
 
 TINY = 'configs/demo/rtmdet_tiny_demo_shapes.py'
 
