@@ -1,7 +1,7 @@
 """Errors whose message alone tells the user what is wrong and how to fix it.
 
-The tools print these as one ``error: ...`` line and exit 1 (``cli.short_errors``); any other exception
-is a bug and keeps its traceback.
+The tools print these as one ``error: ...`` line and exit 1 (``tools_support.short_errors``); any
+other exception is a bug and keeps its traceback.
 """
 
 

@@ -21,15 +21,16 @@ from _data import REPO, RUNTIME, error_line, load_tool, mmdet_predictions, tiny_
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
-from mmdet_efficientvit.models.builders import (build_detector, image_data_samples,  # noqa: E402
-                                                randomize_batchnorm)
 from mmdet_efficientvit.datasets.demo_shapes import (DEMO_SHAPES_CLASSES,  # noqa: E402
                                                      generate_demo_shapes)
-from mmdet_efficientvit.deployment.end2end import End2EndDetector, check_supported  # noqa: E402
+from mmdet_efficientvit.deployment.check_weights import randomize_batchnorm  # noqa: E402
+from mmdet_efficientvit.deployment.end2end import check_supported, wrap_end2end  # noqa: E402
 from mmdet_efficientvit.deployment.metadata import read_metadata  # noqa: E402
 from mmdet_efficientvit.deployment.onnx_export import check_end2end, export_onnx  # noqa: E402
 from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections  # noqa: E402
+from mmdet_efficientvit.deployment.traceable import image_data_samples  # noqa: E402
 from mmdet_efficientvit.errors import ConfigError  # noqa: E402
+from mmdet_efficientvit.models.builders import build_detector  # noqa: E402
 from mmdet_efficientvit.models.utils import deploy_model  # noqa: E402
 import mmdet_efficientvit_runtime  # noqa: E402
 from mmdet_efficientvit_runtime import OrtSession  # noqa: E402
@@ -86,7 +87,7 @@ def test_end2end_matches_predict(setup, detector):
 
     with torch.no_grad():
         ref = detector.predict(inputs[0], image_data_samples(inputs[0]))
-        eager_dets, eager_labels = End2EndDetector(detector)(inputs[0])
+        eager_dets, eager_labels = wrap_end2end(detector)(inputs[0])
     for i, sample in enumerate(ref):
         pred = sample.pred_instances
         n = len(pred.scores)
@@ -103,7 +104,7 @@ def test_padding_rows_when_few_detections(setup, detector):
         scores = detector.predict(x, image_data_samples(x))[0].pred_instances.scores
     detector.bbox_head.test_cfg.score_thr = float(scores[4])  # keeps about 4
     try:
-        e2e = End2EndDetector(detector)
+        e2e = wrap_end2end(detector)
         with torch.no_grad():
             dets, labels = e2e(x)
             ref = detector.predict(x, image_data_samples(x))[0].pred_instances
@@ -160,7 +161,7 @@ def test_mmdet_retinanet_r18(tmp_path):
     model = randomize_batchnorm(build_detector('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'))
     torch.nn.init.zeros_(model.bbox_head.retina_cls.bias)
     deploy_model(model)
-    path = export_onnx(End2EndDetector(model), str(tmp_path / 'r18.onnx'),
+    path = export_onnx(wrap_end2end(model), str(tmp_path / 'r18.onnx'),
                        torch.randn(1, 3, 128, 128), ['dets', 'labels'],
                        output_axes={'dets': {0: 'batch'}, 'labels': {0: 'batch'}})
     records = check_end2end(path, model, [torch.randn(2, 3, 128, 128), torch.randn(1, 3, 160, 224)],

@@ -21,8 +21,8 @@ import mmcv
 from mmengine.config import DictAction
 
 from mmdet_efficientvit.apis.inference import PytorchDetector, draw_detections, for_drawing
-from mmdet_efficientvit.cli import short_errors
 from mmdet_efficientvit.resources import load_config
+from mmdet_efficientvit.tools_support import short_errors
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 

@@ -19,12 +19,13 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdet_efficientvit  # noqa: F401  (registers our models)
-from mmdet_efficientvit.cli import (check_data_paths, config_from_args, parse_common_args,
-                                    setup_cpu_distributed, short_errors, teardown_distributed)
 from mmdet_efficientvit.errors import SetupError
 from mmdet_efficientvit.models import EfficientViT
 from mmdet_efficientvit.models.utils import (deploy_model, explain_detector_mismatch,
                                              read_checkpoint, unwrap_checkpoint)
+from mmdet_efficientvit.tools_support import (check_data_paths, config_from_args, parse_common_args,
+                                              setup_cpu_distributed, short_errors,
+                                              teardown_distributed)
 
 
 def parse_args() -> argparse.Namespace:

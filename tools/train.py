@@ -12,9 +12,10 @@ from mmdet.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmdet_efficientvit  # noqa: F401  (registers our models)
-from mmdet_efficientvit.cli import (check_data_paths, config_from_args, parse_common_args,
-                                    setup_cpu_distributed, short_errors, teardown_distributed)
 from mmdet_efficientvit.errors import SetupError
+from mmdet_efficientvit.tools_support import (check_data_paths, config_from_args, parse_common_args,
+                                              setup_cpu_distributed, short_errors,
+                                              teardown_distributed)
 
 
 AMP_DTYPES = ('float16', 'bfloat16')

@@ -13,8 +13,8 @@ DetInferencer); each ``--onnx`` is a graph from ``export_onnx.py --end2end``, of
 """
 import argparse
 
-from mmdet_efficientvit.cli import short_errors
 from mmdet_efficientvit.errors import SetupError
+from mmdet_efficientvit.tools_support import short_errors
 
 RUNTIMES = ('onnxruntime', 'openvino')
 

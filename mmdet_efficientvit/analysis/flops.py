@@ -13,9 +13,10 @@ from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmengine.analysis.complexity_analysis import bmm_flop_jit
 from mmengine.config import Config
 
+from ..deployment.traceable import TensorModeDetector
 from ..model_zoo import CLS_WINDOW_SIZE, PAPER_MFLOPS
+from ..models.builders import build_backbone, build_detector
 from ..models.utils.deploy import deploy_model
-from ..models.builders import TensorModeDetector, build_backbone, build_detector
 
 
 def build_classifier_head(in_channels: int, num_classes: int = 1000) -> nn.Module:

@@ -18,6 +18,7 @@ from mmdet_efficientvit_runtime import OrtSession
 
 from ..resources import config_path
 from .pairing import match_detections
+from .traceable import image_data_samples
 
 DETECTION_DEPLOY_CONFIG = 'deploy/detection_onnxruntime_dynamic.py'
 
@@ -80,7 +81,6 @@ def compare_graphs(ours: str, theirs: str, inputs: Sequence[np.ndarray],
     - ``sized``: mmdeploy's without the boxes mmdet drops by ``min_bbox_size``
       (:func:`without_small_boxes`) against as many of our best.
     """
-    from ..models.builders import image_data_samples
     min_size = detector.bbox_head.test_cfg.get('min_bbox_size', -1)
     ours_session, their_session = OrtSession(ours), OrtSession(theirs)
     records = []

@@ -17,6 +17,7 @@ import torch.nn as nn
 from mmdet_efficientvit_runtime import OrtSession, paste_masks
 
 from .pairing import SCORE_ATOL, match_detections, pairing_rule
+from .traceable import image_data_samples
 
 DEFAULT_OPSET = 17
 # Masks judged by IoU: not those of boxes narrower than MIN_MASK_SIDE px (slivers clipped at the
@@ -153,7 +154,6 @@ def check_end2end(path: str, detector: nn.Module, inputs: List[torch.Tensor],
     ``min_mask_iou``), or ``shape`` and ``skipped`` where PyTorch itself cannot run
     (:func:`pytorch_reference`).
     """
-    from ..models.builders import image_data_samples
     session = session or OrtSession(path)
     names = session.output_names
     with_masks = 'masks' in names

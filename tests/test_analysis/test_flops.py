@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from mmdet_efficientvit.models.builders import build_backbone, parse_size
 from mmdet_efficientvit.analysis.benchmark.measure import measure_memory
 from mmdet_efficientvit.analysis.flops import classifier_complexity, complexity
 from mmdet_efficientvit.model_zoo import PAPER_IMAGENET, PAPER_MFLOPS
+from mmdet_efficientvit.models.builders import build_backbone
+from mmdet_efficientvit.tools_support import parse_size
 
 from _data import CONFIGS, load_tool
 

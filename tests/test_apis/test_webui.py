@@ -37,7 +37,8 @@ from mmdet_efficientvit.apis.webui import DemoPage  # noqa: E402
 from mmdet_efficientvit.datasets.demo_shapes import (DEMO_SHAPES_CLASSES,  # noqa: E402
                                                      generate_demo_shapes)
 from mmdet_efficientvit.errors import ConfigError, SetupError  # noqa: E402
-from mmdet_efficientvit.models.builders import build_detector, randomize_batchnorm  # noqa: E402
+from mmdet_efficientvit.deployment.check_weights import randomize_batchnorm  # noqa: E402
+from mmdet_efficientvit.models.builders import build_detector  # noqa: E402
 
 # DemoShapes images of 96x64 resized by the test pipeline to 192x128, a multiple of the pad divisor:
 # the graph's and mmdet's boxes agree (tests/test_deploy.py).

@@ -12,8 +12,9 @@ import pytest
 import torch
 from _data import REPO, load_tool
 
-from mmdet_efficientvit.models.builders import (Backbone, RawDetector, build_backbone,
-                                                build_detector, randomize_batchnorm)
+from mmdet_efficientvit.deployment.check_weights import randomize_batchnorm
+from mmdet_efficientvit.deployment.traceable import BackboneFeatureMaps, RawDetector
+from mmdet_efficientvit.models.builders import build_backbone, build_detector
 from mmdet_efficientvit.models.utils import deploy_model
 
 ort = pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
@@ -36,7 +37,7 @@ def max_diff(a, b):
 @pytest.fixture(scope='module')
 def backbone():
     torch.manual_seed(0)
-    return Backbone(randomize_batchnorm(build_backbone('m0'))).eval()
+    return BackboneFeatureMaps(randomize_batchnorm(build_backbone('m0'))).eval()
 
 
 def test_deploy_parity_backbone_and_detector(backbone):
@@ -108,7 +109,7 @@ def test_check_onnx_fails_on_mismatch(backbone, tmp_path):
     """The check is real: a graph exported from another model must be rejected."""
     model = deploy_model(copy.deepcopy(backbone))
     path = export_onnx(model, str(tmp_path / 'm0.onnx'), torch.randn(1, 3, *SIZES[0]))
-    other = deploy_model(Backbone(randomize_batchnorm(build_backbone('m0'), seed=1)))
+    other = deploy_model(BackboneFeatureMaps(randomize_batchnorm(build_backbone('m0'), seed=1)))
     with pytest.raises(RuntimeError, match='differs from PyTorch'):
         check_onnx(path, other, [torch.randn(1, 3, *SIZES[0])])
 

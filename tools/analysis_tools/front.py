@@ -28,7 +28,7 @@ import torch
 
 from mmdet_efficientvit.analysis.benchmark.measure import add_timing_arguments
 from mmdet_efficientvit.analysis.front import run_front, write_front
-from mmdet_efficientvit.cli import short_errors
+from mmdet_efficientvit.tools_support import short_errors
 
 TINY = 'configs/demo/rtmdet_tiny_demo_shapes.py'
 

@@ -25,12 +25,14 @@ from typing import List, Optional
 import torch
 from mmengine.analysis.print_helper import complexity_stats_table
 
-from mmdet_efficientvit.models.builders import Backbone, build_backbone, parse_size
 from mmdet_efficientvit.analysis.flops import (classifier_complexity, complexity,
                                                detector_complexity)
+from mmdet_efficientvit.deployment.traceable import BackboneFeatureMaps
 from mmdet_efficientvit.model_zoo import ARCHS, CLS_WINDOW_SIZE, PAPER_MFLOPS
+from mmdet_efficientvit.models.builders import build_backbone
 from mmdet_efficientvit.models.utils import deploy_model
 from mmdet_efficientvit.resources import load_config
+from mmdet_efficientvit.tools_support import parse_size
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -51,7 +53,7 @@ def backbone_report(archs: List[str], args: argparse.Namespace) -> List[dict]:
     window = tuple(args.window_size or (CLS_WINDOW_SIZE if size == (224, 224) else (7, 7, 7)))
     rows = []
     for arch in archs:
-        model = Backbone(build_backbone(arch, window_size=window))
+        model = BackboneFeatureMaps(build_backbone(arch, window_size=window))
         if args.deploy:
             deploy_model(model)
         stats = complexity(model, torch.zeros(1, 3, *size))

@@ -93,10 +93,12 @@ def autocast_dtypes(device: str) -> List[torch.dtype]:
 
 def check_parity(args, log) -> List[Dict]:
     """The backbone on the device (fp32, autocast) against fp32 on the CPU."""
-    from mmdet_efficientvit.models.builders import build_backbone, parse_size, randomize_batchnorm
     from mmdet_efficientvit.analysis.precision import TOLERANCE, relative_error
+    from mmdet_efficientvit.deployment.check_weights import randomize_batchnorm
     from mmdet_efficientvit.model_zoo import CLS_WINDOW_SIZE
+    from mmdet_efficientvit.models.builders import build_backbone
     from mmdet_efficientvit.models.utils import deploy_model
+    from mmdet_efficientvit.tools_support import parse_size
 
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for the parity rows
     torch.backends.cudnn.allow_tf32 = False
@@ -161,9 +163,10 @@ def _train_step(backbone, neck, x, device: str, dtype, max_tries: int = 16) -> D
 
 def check_train_step(args, log) -> List[Dict]:
     """Backbone + neck, one AMP step per autocast dtype, against the fp32 step on the CPU."""
-    from mmdet_efficientvit.models.builders import (build_backbone_and_neck, parse_size,
-                                                    randomize_batchnorm)
     from mmdet_efficientvit.analysis.precision import GRADIENT_COSINE
+    from mmdet_efficientvit.deployment.check_weights import randomize_batchnorm
+    from mmdet_efficientvit.models.builders import build_backbone_and_neck
+    from mmdet_efficientvit.tools_support import parse_size
     torch.manual_seed(0)
     backbone, neck = build_backbone_and_neck(args.train_arch)
     randomize_batchnorm(backbone)  # non-zero BN weights: every branch gets a gradient

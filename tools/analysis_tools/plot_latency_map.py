@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 from mmdet_efficientvit.analysis.benchmark.report import read_latencies
 from mmdet_efficientvit.analysis.front import plot_front
-from mmdet_efficientvit.cli import short_errors
+from mmdet_efficientvit.tools_support import short_errors
 from mmdet_efficientvit.errors import SetupError
 
 

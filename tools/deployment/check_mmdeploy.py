@@ -23,7 +23,6 @@ import subprocess
 import sys
 from typing import List, Optional
 
-from mmdet_efficientvit.cli import short_errors
 from mmdet_efficientvit.compat import UnsupportedStackError
 from mmdet_efficientvit.deployment.image_inputs import image_inputs
 from mmdet_efficientvit.deployment.mmdeploy_parity import (DETECTION_DEPLOY_CONFIG,
@@ -33,6 +32,7 @@ from mmdet_efficientvit.deployment.pairing import pairing_rule
 from mmdet_efficientvit.errors import SetupError
 from mmdet_efficientvit.models.builders import build_detector
 from mmdet_efficientvit.resources import config_path, tools_dir
+from mmdet_efficientvit.tools_support import short_errors
 from mmdet_efficientvit_runtime import image_paths, read_image
 
 

@@ -63,19 +63,19 @@ from typing import List, Optional
 
 import torch
 
-from mmdet_efficientvit.models.builders import (CALIBRATION_SIZE, Backbone, RawDetector,
-                                                build_backbone, build_detector,
-                                                calibrate_batchnorm, parse_size,
-                                                randomize_batchnorm)
-from mmdet_efficientvit.cli import short_errors
-from mmdet_efficientvit.deployment.end2end import (End2EndDetector, Network, check_supported,
-                                                   randomize_for_check)
+from mmdet_efficientvit.deployment.check_weights import (CALIBRATION_SIZE, calibrate_batchnorm,
+                                                        randomize_batchnorm)
+from mmdet_efficientvit.deployment.end2end import (Network, check_supported, randomize_for_check,
+                                                   wrap_end2end)
 from mmdet_efficientvit.deployment.onnx_export import (DEFAULT_OPSET, check_end2end, check_onnx,
                                                        detections, export_onnx)
 from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections, pairing_rule
+from mmdet_efficientvit.deployment.traceable import BackboneFeatureMaps, RawDetector
 from mmdet_efficientvit.errors import ConfigError, SetupError
 from mmdet_efficientvit.model_zoo import ARCHS
+from mmdet_efficientvit.models.builders import build_backbone, build_detector
 from mmdet_efficientvit.models.utils import deploy_model
+from mmdet_efficientvit.tools_support import parse_size, short_errors
 from mmdet_efficientvit_runtime import OrtSession
 
 DEFAULT_CHECK_SIZES = ['256x256', '333x491', '800x1216']
@@ -120,7 +120,7 @@ def build(args: argparse.Namespace):
     torch.manual_seed(args.seed)
     if args.target.lower() in ARCHS and not args.end2end:
         arch = args.target.lower()
-        model = Backbone(build_backbone(arch, checkpoint=args.checkpoint))
+        model = BackboneFeatureMaps(build_backbone(arch, checkpoint=args.checkpoint))
         names = [f'stage{i}' for i in range(len(model.model.embed_dims))]
     elif os.path.isfile(args.target) or '::' in args.target:
         detector = build_detector(args.target, checkpoint=args.checkpoint)
@@ -155,7 +155,7 @@ def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) 
     from mmdet_efficientvit.deployment.metadata import deploy_metadata, write_metadata
     from mmdet_efficientvit.resources import load_config
 
-    model = End2EndDetector(detector).eval()
+    model = wrap_end2end(detector).eval()
     cfg = load_config(args.target)
     test_cfg = model.test_cfg
     metadata = deploy_metadata(cfg, args.target, args.checkpoint, model.num_classes, test_cfg,
@@ -221,7 +221,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     model, names = build(args)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     checks = [torch.randn(args.check_batch, 3, *parse_size(s)) for s in args.check_sizes]
-    raw = Network(End2EndDetector(model)) if args.end2end else model
+    raw = Network(wrap_end2end(model)) if args.end2end else model
     if not args.no_deploy:
         with torch.no_grad():
             before = [raw(x) for x in checks[:1]]

@@ -19,10 +19,12 @@ import torch.nn as nn
 from mmdet_efficientvit_runtime import (OPENVINO_PRECISIONS, OpenVINOSession, OrtSession,
                                         UserError, bf16_unavailable, openvino_core)
 
+from ...deployment.check_weights import randomize_batchnorm
+from ...deployment.traceable import BackboneFeatureMaps, RawDetector, image_data_samples
 from ...model_zoo import ARCHS, CLS_WINDOW_SIZE
-from ...models.builders import (Backbone, RawDetector, build_backbone, build_detector,
-                                image_data_samples, parse_size, randomize_batchnorm)
+from ...models.builders import build_backbone, build_detector
 from ...models.utils import deploy_model
+from ...tools_support import parse_size
 from ..flops import complexity
 
 DETECTORS = {f'evit-{a}': f'mmdet_efficientvit::retinanet_evit_{a}_fpn_1x_coco.py' for a in ARCHS}
@@ -139,11 +141,11 @@ def build_runner(spec: Dict, threads: int) -> Callable:
     if kind == 'openvino':
         return openvino_runner(spec['onnx_path'], threads, spec['precision'])
     if kind == 'evit':
-        model = Backbone(build_backbone(spec['arch'], window_size=spec['window_size']))
+        model = BackboneFeatureMaps(build_backbone(spec['arch'], window_size=spec['window_size']))
     elif kind == 'timm':
         import timm
-        model = Backbone(timm.create_model(f"efficientvit_{spec['arch']}", pretrained=False,
-                                           num_classes=0))
+        model = BackboneFeatureMaps(timm.create_model(f"efficientvit_{spec['arch']}",
+                                                      pretrained=False, num_classes=0))
     elif kind == 'detector':
         model = build_detector(spec['config'], spec.get('checkpoint'))
     else:
@@ -173,7 +175,7 @@ def timm_and_ours(arch: str, seed: int) -> Tuple[nn.Module, nn.Module]:
     ours = build_backbone(arch, window_size=CLS_WINDOW_SIZE)
     load_state_dict_checked(ours, timm_to_official(ref.state_dict()), f'timm efficientvit_{arch}',
                             ours.arch_zoo, ours.arch_name)
-    return Backbone(ref).eval(), Backbone(ours).eval()
+    return BackboneFeatureMaps(ref).eval(), BackboneFeatureMaps(ours).eval()
 
 
 def _window(size: Tuple[int, int]) -> Tuple[int, int, int]:
@@ -225,7 +227,7 @@ def onnx_backbone_cases(archs: List[str], size: str, batch: int, seed: int, thre
     groups = []
     for arch in archs:
         torch.manual_seed(seed)
-        model = Backbone(deploy_model(randomize_batchnorm(build_backbone(arch), seed)))
+        model = BackboneFeatureMaps(deploy_model(randomize_batchnorm(build_backbone(arch), seed)))
         img = torch.randn(1, 3, *size)
         path = export_onnx(model, os.path.join(tmpdir, f'evit_{arch}.onnx'), img)
         diff = check_onnx(path, model, [img])[0]['max_abs_diff']
@@ -429,7 +431,7 @@ def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpd
     """
     import numpy as np
 
-    from ...deployment.end2end import OUTPUT_NAMES, End2EndDetector
+    from ...deployment.end2end import OUTPUT_NAMES, wrap_end2end
     from ...deployment.onnx_export import check_end2end, export_onnx
     from ...deployment.quantize import quantize_int8
     size = parse_size(size)
@@ -442,7 +444,7 @@ def end2end_cases(detectors: List[str], size: str, seed: int, threads: int, tmpd
         torch.manual_seed(seed)
         model = scores_below_threshold(deploy_model(build_detector(config, checkpoint)))
         img = torch.randn(1, 3, *size)
-        path = export_onnx(End2EndDetector(model).eval(), os.path.join(tmpdir, f'{name}_e2e.onnx'),
+        path = export_onnx(wrap_end2end(model).eval(), os.path.join(tmpdir, f'{name}_e2e.onnx'),
                            img, OUTPUT_NAMES, output_axes={n: {0: 'batch'} for n in OUTPUT_NAMES})
         record = check_end2end(path, model, [img])[0]
         log(f"  {name}: end-to-end ONNX exported, {record['matched']}/{record['ref']} detections "

@@ -9,7 +9,7 @@ dataloader workers.
 For training pipelines only. Evaluation must see every image (a skipped one would change the metric
 silently, and mmengine refuses ``None`` in test mode), so test pipelines keep mmcv's
 ``LoadImageFromFile``, which mmdet's ``DetInferencer`` also looks for by name; ``tools/test.py``
-reports an unreadable evaluation image in one line (``cli.short_errors``).
+reports an unreadable evaluation image in one line (``tools_support.short_errors``).
 """
 import logging
 import multiprocessing

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ...errors import ConfigError
-from ...models.builders import CALIBRATION_SIZE, calibrate_batchnorm, randomize_batchnorm
+from ..check_weights import CALIBRATION_SIZE, calibrate_batchnorm, randomize_batchnorm
 from .anchor_heads import RetinaNetEnd2End
 from .common import (MASK_OUTPUT_CONVENTION, MASK_OUTPUT_NAMES, OUTPUT_CONVENTION, OUTPUT_NAMES,
                      End2EndModule, Network)
@@ -42,8 +42,9 @@ def check_supported(detector: nn.Module) -> Type[End2EndModule]:
     raise ConfigError(f'--end2end export supports {SUPPORTED}; this model has {reason}')
 
 
-def End2EndDetector(detector: nn.Module) -> End2EndModule:  # noqa: N802 (builds the module)
-    """``forward(img) -> OUTPUT_NAMES`` of a supported ``detector``'s family, in its module."""
+def wrap_end2end(detector: nn.Module) -> End2EndModule:
+    """``detector`` wrapped in the end-to-end module of its family (:func:`check_supported`):
+    ``forward(img) -> OUTPUT_NAMES``, its post-processing inside the graph."""
     return check_supported(detector)(detector)
 
 
@@ -60,10 +61,10 @@ def randomize_for_check(detector: nn.Module, seed: int = 0) -> nn.Module:
     :data:`CALIBRATION_SIZE` image through the network that is exported, then the head biases of
     :func:`set_check_biases`. ``export_onnx.py --end2end`` without ``--checkpoint`` checks with these."""
     randomize_batchnorm(detector, seed)
-    calibrate_batchnorm(Network(End2EndDetector(detector)), torch.randn(1, 3, *CALIBRATION_SIZE))
+    calibrate_batchnorm(Network(wrap_end2end(detector)), torch.randn(1, 3, *CALIBRATION_SIZE))
     return set_check_biases(detector)
 
 
-__all__ = ['End2EndDetector', 'End2EndModule', 'FAMILIES', 'MASK_OUTPUT_CONVENTION',
-           'MASK_OUTPUT_NAMES', 'Network', 'OUTPUT_CONVENTION', 'OUTPUT_NAMES', 'SUPPORTED',
-           'check_supported', 'randomize_for_check', 'set_check_biases']
+__all__ = ['End2EndModule', 'FAMILIES', 'MASK_OUTPUT_CONVENTION', 'MASK_OUTPUT_NAMES', 'Network',
+           'OUTPUT_CONVENTION', 'OUTPUT_NAMES', 'SUPPORTED', 'check_supported', 'randomize_for_check',
+           'set_check_biases', 'wrap_end2end']

@@ -21,19 +21,20 @@ from _data import CONFIGS, load_tool, mmdet_predictions, run_tool
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
-from mmdet_efficientvit.models.builders import (CALIBRATION_SIZE, build_detector,  # noqa: E402
-                                                calibrate_batchnorm, image_data_samples,
-                                                randomize_batchnorm)
 from mmdet_efficientvit.datasets.demo_shapes import (DEMO_SHAPES_CLASSES,  # noqa: E402
                                                      generate_demo_shapes)
-from mmdet_efficientvit.deployment.end2end import (OUTPUT_NAMES, End2EndDetector,  # noqa: E402
-                                                   check_supported, randomize_for_check,
-                                                   set_check_biases)
+from mmdet_efficientvit.deployment.check_weights import (CALIBRATION_SIZE,  # noqa: E402
+                                                        calibrate_batchnorm, randomize_batchnorm)
+from mmdet_efficientvit.deployment.end2end import (OUTPUT_NAMES, check_supported,  # noqa: E402
+                                                   randomize_for_check, set_check_biases,
+                                                   wrap_end2end)
 from mmdet_efficientvit.deployment import metadata  # noqa: E402  (its test_preprocessing is no test)
 from mmdet_efficientvit.deployment.onnx_export import (check_end2end, detections,  # noqa: E402
                                                        export_onnx)
 from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections  # noqa: E402
+from mmdet_efficientvit.deployment.traceable import image_data_samples  # noqa: E402
 from mmdet_efficientvit.errors import ConfigError  # noqa: E402
+from mmdet_efficientvit.models.builders import build_detector  # noqa: E402
 from mmdet_efficientvit.resources import load_config  # noqa: E402
 from mmdet_efficientvit.models.utils import deploy_model  # noqa: E402
 import mmdet_efficientvit_runtime  # noqa: E402
@@ -63,14 +64,14 @@ def random_detector(config: str, calibration: Optional[torch.Tensor] = None,
 
 
 def export_end2end(model: torch.nn.Module, path: str, size=(128, 128)) -> str:
-    return export_onnx(End2EndDetector(model), path, torch.randn(1, 3, *size), OUTPUT_NAMES,
+    return export_onnx(wrap_end2end(model), path, torch.randn(1, 3, *size), OUTPUT_NAMES,
                        output_axes={name: {0: 'batch'} for name in OUTPUT_NAMES})
 
 
 def assert_eager_equals_predict(model: torch.nn.Module, x: torch.Tensor) -> None:
     with torch.no_grad():
         ref = model.predict(x, image_data_samples(x))
-        dets, labels = End2EndDetector(model)(x)
+        dets, labels = wrap_end2end(model)(x)
     for i, sample in enumerate(ref):
         pred = sample.pred_instances
         n = len(pred.scores)
@@ -89,7 +90,7 @@ def test_end2end_matches_predict(config, sizes, tmp_path, single_thread):
     """onnxruntime = mmdet predict at two sizes, batch 2, every detection paired (same label,
     scores within 1e-5, the same box); the eager module equals predict exactly."""
     model = deploy_model(random_detector(config, **SMALL_TEST_CFG))
-    assert type(End2EndDetector(model)).__name__ == 'RTMDetEnd2End'
+    assert type(wrap_end2end(model)).__name__ == 'RTMDetEnd2End'
     path = export_end2end(model, str(tmp_path / 'rtmdet.onnx'))
     torch.manual_seed(1)
     inputs = [torch.randn(2, 3, *size) for size in sizes]
@@ -396,4 +397,4 @@ def test_unsupported_detectors_refused():
     objectness = build_detector(RTMDET_TINY, cfg_options=dict(
         model=dict(bbox_head=dict(with_objectness=True))))
     with pytest.raises(ConfigError, match='this model has bbox_head with_objectness=True$'):
-        End2EndDetector(objectness)
+        wrap_end2end(objectness)

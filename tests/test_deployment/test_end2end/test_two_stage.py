@@ -19,16 +19,18 @@ from _data import CONFIGS, load_tool
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
 from mmdet_efficientvit.datasets.demo_shapes import generate_demo_shapes  # noqa: E402
+from mmdet_efficientvit.deployment.check_weights import (calibrate_batchnorm,  # noqa: E402
+                                                        randomize_batchnorm)
 from mmdet_efficientvit.deployment.end2end import (MASK_OUTPUT_CONVENTION,  # noqa: E402
-                                                   MASK_OUTPUT_NAMES, End2EndDetector, Network,
-                                                   check_supported, set_check_biases)
+                                                   MASK_OUTPUT_NAMES, Network, check_supported,
+                                                   set_check_biases, wrap_end2end)
 from mmdet_efficientvit.deployment.end2end.two_stage import RoIAlign  # noqa: E402
 from mmdet_efficientvit.deployment.metadata import read_metadata  # noqa: E402
 from mmdet_efficientvit.deployment.onnx_export import check_end2end, export_onnx  # noqa: E402
+from mmdet_efficientvit.deployment.traceable import image_data_samples  # noqa: E402
 from mmdet_efficientvit_runtime import OrtSession, paste_masks  # noqa: E402
 from mmdet_efficientvit.errors import ConfigError  # noqa: E402
-from mmdet_efficientvit.models.builders import (build_detector, calibrate_batchnorm,  # noqa: E402
-                                                image_data_samples, randomize_batchnorm)
+from mmdet_efficientvit.models.builders import build_detector  # noqa: E402
 from mmdet_efficientvit.models.utils import deploy_model  # noqa: E402
 
 EVIT_M0 = str(CONFIGS / 'mask_rcnn_evit_m0_fpn_1x_coco.py')
@@ -44,12 +46,12 @@ def random_detector(config: str) -> torch.nn.Module:
     torch.manual_seed(0)
     model = randomize_batchnorm(build_detector(
         config, cfg_options=dict(model=dict(test_cfg=SMALL_TEST_CFG))))
-    calibrate_batchnorm(Network(End2EndDetector(model)), torch.randn(1, 3, *CALIBRATION))
+    calibrate_batchnorm(Network(wrap_end2end(model)), torch.randn(1, 3, *CALIBRATION))
     return deploy_model(set_check_biases(model))
 
 
 def export_end2end(model: torch.nn.Module, path: str) -> str:
-    return export_onnx(End2EndDetector(model), path, torch.randn(1, 3, *SIZES[0]),
+    return export_onnx(wrap_end2end(model), path, torch.randn(1, 3, *SIZES[0]),
                        MASK_OUTPUT_NAMES, output_axes={n: {0: 'batch'} for n in MASK_OUTPUT_NAMES})
 
 
@@ -64,7 +66,7 @@ def test_end2end_matches_predict(exported):
     """onnxruntime = mmdet predict at two sizes, batch 2: every detection paired (same label and
     score, the same box), pasted masks IoU > 0.98; the eager module equals predict exactly, masks included."""
     model, path = exported
-    assert type(End2EndDetector(model)).__name__ == 'MaskRCNNEnd2End'
+    assert type(wrap_end2end(model)).__name__ == 'MaskRCNNEnd2End'
     torch.manual_seed(1)
     inputs = [torch.randn(2, 3, *size) for size in SIZES]
     records = check_end2end(path, model, inputs, min_match=1.0)
@@ -77,7 +79,7 @@ def test_end2end_matches_predict(exported):
     assert 0 <= masks.min() and masks.max() <= 1
 
     x = inputs[0]
-    e2e = End2EndDetector(model)
+    e2e = wrap_end2end(model)
     with torch.no_grad():
         ref = model.predict(x, image_data_samples(x))
         dets, labels, masks = e2e(x)
@@ -162,7 +164,7 @@ def test_padding_rows_when_few_detections(exported):
     cfg.score_thr, before = float(scores[3]), cfg.score_thr  # keeps 3 (ties aside)
     try:
         with torch.no_grad():
-            dets, labels, masks = End2EndDetector(model)(x)
+            dets, labels, masks = wrap_end2end(model)(x)
             ref = model.predict(x, image_data_samples(x))[0].pred_instances
     finally:
         cfg.score_thr = before
@@ -231,7 +233,7 @@ def test_unsupported_refused(tmp_path):
         bbox_roi_extractor=dict(roi_layer=dict(pool_mode='max'))))))
     with pytest.raises(ConfigError,
                        match="this model has bbox_roi_extractor roi_layer pool_mode='max'$"):
-        End2EndDetector(max_pool)
+        wrap_end2end(max_pool)
     with pytest.raises(ConfigError, match='needs --opset 16 or later, got 15$'):
         load_tool('deployment/export_onnx.py').main(
             [EVIT_M0, '--end2end', '--opset', '15', '--out', str(tmp_path / 'x.onnx')])
