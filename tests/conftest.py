@@ -38,6 +38,20 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope='session')
+def retinanet_e2e(tmp_path_factory):
+    """One small RetinaNet-M0 (data, config, checkpoint) and its end-to-end ONNX graph exported by
+    the tool (``_deploy.export_retinanet``), shared by the deployment and runtime tests."""
+    pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
+    from _deploy import export_retinanet
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return export_retinanet(tmp_path_factory.mktemp('retinanet_e2e'))
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def log_lines():
     """Messages logged through mmengine's current logger during the test."""

@@ -14,6 +14,7 @@ from _data import REPO, load_tool
 
 from mmdet_efficientvit.deployment.check_weights import randomize_batchnorm
 from mmdet_efficientvit.deployment.traceable import BackboneFeatureMaps, RawDetector
+from mmdet_efficientvit.errors import ConfigError, SetupError
 from mmdet_efficientvit.models.builders import build_backbone, build_detector
 from mmdet_efficientvit.models.utils import deploy_model
 
@@ -138,3 +139,14 @@ def test_export_tool_detector(tmp_path, capsys):
     assert names == [f'cls_score_{i}' for i in range(5)] + [f'bbox_pred_{i}' for i in range(5)]
     dims = graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ['batch', '', 'height', 'width']
+
+
+def test_export_tool_bad_input(retinanet_e2e, tmp_path):
+    tool = load_tool('deployment/export_onnx.py')
+    with pytest.raises(ConfigError, match='supports RetinaNet.*FasterRCNN'):
+        tool.main(['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', '--end2end',
+                   '--out', str(tmp_path / 'x.onnx')])
+    with pytest.raises(SetupError, match='already exists.*--overwrite'):
+        tool.main([retinanet_e2e['cfg'], '--end2end', '--out', retinanet_e2e['onnx']])
+    with pytest.raises(SystemExit):
+        tool.parse_args([retinanet_e2e['cfg'], '--quantize', 'int8'])

@@ -3,7 +3,7 @@ onnxruntime's detections on the end-to-end graphs (RetinaNet and RTMDet, two siz
 same pictures and ``--eval``; bf16 runs only where the CPU has it; misused options get one line.
 
 onnxruntime is the reference: the same graphs under it are checked against mmdet's ``predict`` in
-``test_deploy.py`` and ``test_end2end_rtmdet.py``. The tests that run OpenVINO are skipped, with the
+``test_deployment/test_end2end/``. The tests that run OpenVINO are skipped, with the
 reason, where it is not installed; the refusal of ``--runtime openvino`` without it always runs.
 OpenVINO compiles a graph (these have ~3400 nodes) for seconds to tens of seconds on two shared cores,
 so the tests that compile more than the one shared RetinaNet session are marked slow.
@@ -15,20 +15,17 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import torch
 
 import mmdet_efficientvit_runtime
-from _data import RUNTIME, load_tool, tiny_config, tool_env
+from _data import RUNTIME, error_line, load_tool, tool_env
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
-from mmdet_efficientvit.datasets.demo_shapes import generate_demo_shapes  # noqa: E402
 from mmdet_efficientvit.deployment.onnx_export import detections  # noqa: E402
 from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections  # noqa: E402
 from mmdet_efficientvit.models.utils import deploy_model  # noqa: E402
-from test_deploy import BLOCKER, error_line  # noqa: E402
-from test_end2end_rtmdet import (EVIT_M0, SMALL_TEST_CFG, export_end2end,  # noqa: E402
-                                 random_detector)
+from _deploy import (BLOCKER, EVIT_M0, RETINANET_NUM_VAL as NUM_VAL, SMALL_TEST_CFG,  # noqa: E402
+                     export_end2end, random_detector)
 
 try:
     import openvino
@@ -38,7 +35,6 @@ except ImportError as err:
     MISSING = f'OpenVINO is not installed ({err}): pip install openvino (make setup installs it)'
 needs_openvino = pytest.mark.skipif(openvino is None, reason=MISSING or '')
 
-NUM_VAL = 6
 SIZES = [(2, 3, 128, 192), (2, 3, 173, 229)]  # the second: not a multiple of the pad divisor
 
 
@@ -48,26 +44,11 @@ def inference():
 
 
 @pytest.fixture(scope='module')
-def retinanet(tmp_path_factory, single_thread):
-    """DemoShapes data and a tiny RetinaNet-M0 exported by the tool without a checkpoint (random
-    weights prepared so that scores spread around 0.5 and NMS has work), with its metadata."""
-    root = tmp_path_factory.mktemp('openvino')
-    data = generate_demo_shapes(str(root / 'shapes'), num_train=1, num_val=NUM_VAL,
-                                img_size=(96, 64), seed=3)
-    cfg = tiny_config(root / 'tiny.py', root / 'shapes', img_size=(192, 128))
-    onnx_path = str(root / 'tiny_e2e.onnx')
-    load_tool('deployment/export_onnx.py').main(
-        [str(cfg), '--end2end', '--shape', '128x192', '--check-sizes', '128x192',
-         '--check-batch', '1', '--out', onnx_path])
-    return dict(data=data, onnx=onnx_path)
-
-
-@pytest.fixture(scope='module')
-def openvino_model(retinanet, inference):
+def openvino_model(retinanet_e2e, inference):
     """The RetinaNet graph under OpenVINO f32, one thread: compiling it takes seconds, so once."""
     if openvino is None:
         pytest.skip(MISSING)
-    return inference.load_model(retinanet['onnx'], threads=1, runtime='openvino')
+    return inference.load_model(retinanet_e2e['onnx'], threads=1, runtime='openvino')
 
 
 def assert_same_detections(reference, session, shapes, seed: int = 0) -> None:
@@ -90,10 +71,10 @@ def compiled_precision(session) -> str:
     return session.request.get_compiled_model().get_property('INFERENCE_PRECISION_HINT').to_string()
 
 
-def test_f32_matches_onnxruntime(retinanet, inference, openvino_model):
+def test_f32_matches_onnxruntime(retinanet_e2e, inference, openvino_model):
     """RetinaNet: the same metadata and detections as onnxruntime, on tensors and on images through
     the tool's pipeline; the precision is set to f32 explicitly and --threads reaches OpenVINO."""
-    reference, ref_meta = inference.load_model(retinanet['onnx'], threads=1)
+    reference, ref_meta = inference.load_model(retinanet_e2e['onnx'], threads=1)
     session, meta = openvino_model
     assert session.output_names == ['dets', 'labels']
     assert session.metadata == reference.metadata and meta == ref_meta
@@ -101,7 +82,7 @@ def test_f32_matches_onnxruntime(retinanet, inference, openvino_model):
     assert session.request.get_compiled_model().get_property('INFERENCE_NUM_THREADS') == 1
     assert_same_detections(reference, session, SIZES)
 
-    val = retinanet['data']['val_img_dir']
+    val = retinanet_e2e['data']['val_img_dir']
     paths = inference.image_paths(val)
     ours = [r for _, _, r, _ in inference.detect(session, meta, paths, batch_size=2)]
     for ref, got in zip(inference.detect(reference, ref_meta, paths, batch_size=2), ours):
@@ -124,13 +105,13 @@ def test_rtmdet_f32_matches_onnxruntime(inference, tmp_path, single_thread):
 
 @pytest.mark.slow
 @needs_openvino
-def test_eval_and_pictures_match_onnxruntime(retinanet, inference, tmp_path, capsys):
+def test_eval_and_pictures_match_onnxruntime(retinanet_e2e, inference, tmp_path, capsys):
     """``--eval`` and the pictures with ``--runtime openvino`` equal onnxruntime's. Ground truth:
     onnxruntime's detections scoring >= 0.5, so both runtimes score near 1 and any difference in
     boxes, scores or labels would show."""
-    data = retinanet['data']
+    data = retinanet_e2e['data']
     ann = json.load(open(data['val_ann']))
-    session, meta = inference.load_model(retinanet['onnx'], threads=1)
+    session, meta = inference.load_model(retinanet_e2e['onnx'], threads=1)
     _, cat_ids = inference.read_annotations(data['val_ann'], data['val_img_dir'], meta['classes'])
     paths = [f"{data['val_img_dir']}/{im['file_name']}" for im in ann['images']]
     gt = []
@@ -148,7 +129,7 @@ def test_eval_and_pictures_match_onnxruntime(retinanet, inference, tmp_path, cap
     runs = {}
     for runtime in ('onnxruntime', 'openvino'):
         out = tmp_path / runtime
-        stats = inference.main([retinanet['onnx'], data['val_img_dir'], '--eval', str(gt_file),
+        stats = inference.main([retinanet_e2e['onnx'], data['val_img_dir'], '--eval', str(gt_file),
                                 '--out-dir', str(out), '--threads', '1', '--runtime', runtime])
         runs[runtime] = (stats['bbox'], out)
     assert 'ms per image in OpenVINO (CPU, f32)' in capsys.readouterr().out
@@ -180,13 +161,13 @@ def without_bf16(monkeypatch) -> None:
 
 
 @needs_openvino
-def test_bf16_refused_where_the_cpu_has_none(retinanet, inference, tmp_path, capsys, monkeypatch):
+def test_bf16_refused_where_the_cpu_has_none(retinanet_e2e, inference, tmp_path, capsys, monkeypatch):
     """OpenVINO would run bf16 as f32 without a word on such a CPU: the tool says so in one line
     (on this machine's CPU, or one made to look like it), and writes nothing."""
     if 'BF16' in openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'):
         without_bf16(monkeypatch)
     out = tmp_path / 'out'
-    err = error_line(capsys, inference.main, [retinanet['onnx'], retinanet['data']['val_img_dir'],
+    err = error_line(capsys, inference.main, [retinanet_e2e['onnx'], retinanet_e2e['data']['val_img_dir'],
                                               '--runtime', 'openvino', '--precision', 'bf16',
                                               '--out-dir', str(out)])
     assert 'has no bf16' in err and 'OPTIMIZATION_CAPABILITIES' in err and '--precision f32' in err
@@ -201,7 +182,7 @@ def test_bf16_where_the_cpu_has_it(inference, request):
     if 'BF16' not in openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'):
         pytest.skip('this CPU has no bf16 for OpenVINO (its OPTIMIZATION_CAPABILITIES lack BF16)')
     f32, _ = request.getfixturevalue('openvino_model')  # after the skip: no export for nothing
-    bf16 = inference.OpenVINOSession(request.getfixturevalue('retinanet')['onnx'], threads=1,
+    bf16 = inference.OpenVINOSession(request.getfixturevalue('retinanet_e2e')['onnx'], threads=1,
                                      precision='bf16')
     assert compiled_precision(bf16) == 'bf16'
     x = np.random.default_rng(0).standard_normal(SIZES[0], dtype=np.float32)
@@ -212,10 +193,10 @@ def test_bf16_where_the_cpu_has_it(inference, request):
         assert pair['matched'] >= 0.5 * pair['ref'] > 5 and pair['max_score_diff'] < 0.05, pair
 
 
-def test_runtime_option_refusals(retinanet, inference, tmp_path, capsys, monkeypatch):
+def test_runtime_option_refusals(retinanet_e2e, inference, tmp_path, capsys, monkeypatch):
     """One line each, nothing written: OpenVINO not installed (as on a machine without it),
     --precision without OpenVINO, onnxruntime's --profile / --provider with OpenVINO."""
-    model, images, out = retinanet['onnx'], retinanet['data']['val_img_dir'], tmp_path / 'out'
+    model, images, out = retinanet_e2e['onnx'], retinanet_e2e['data']['val_img_dir'], tmp_path / 'out'
     base = [model, images, '--out-dir', str(out)]
     err = error_line(capsys, inference.main, base + ['--precision', 'f32'])
     assert "OpenVINO's inference precision" in err and '--runtime openvino' in err
@@ -230,7 +211,7 @@ def test_runtime_option_refusals(retinanet, inference, tmp_path, capsys, monkeyp
 
 @pytest.mark.slow
 @needs_openvino
-def test_openvino_alone(retinanet, tmp_path):
+def test_openvino_alone(retinanet_e2e, tmp_path):
     """A copy of the runtime module runs on OpenVINO with torch, mmcv, mmengine, mmdet, our package and
     onnxruntime all unimportable (a machine with only OpenVINO, numpy and OpenCV)."""
     blocker = BLOCKER.replace("'mmdet_efficientvit')", "'mmdet_efficientvit', 'onnxruntime')")
@@ -238,8 +219,8 @@ def test_openvino_alone(retinanet, tmp_path):
     copy = tmp_path / RUNTIME.name  # the runtime module, copied as users copy it
     copy.write_text(RUNTIME.read_text())
     proc = subprocess.run(
-        [sys.executable, '-c', blocker, str(copy), retinanet['onnx'],
-         retinanet['data']['val_img_dir'], '--runtime', 'openvino', '--out-dir', str(tmp_path / 'out')],
+        [sys.executable, '-c', blocker, str(copy), retinanet_e2e['onnx'],
+         retinanet_e2e['data']['val_img_dir'], '--runtime', 'openvino', '--out-dir', str(tmp_path / 'out')],
         cwd=tmp_path, env=tool_env(PYTHONPATH=''), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'IMPORT ATTEMPTS [] []' in proc.stdout

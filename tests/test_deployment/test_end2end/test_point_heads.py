@@ -11,26 +11,21 @@ strides wide), so scores spread around 0.5 and NMS has work. References are mmde
 import json
 import os
 import re
-from typing import Optional
 
 import numpy as np
 import pytest
 import torch
 
-from _data import CONFIGS, load_tool, mmdet_predictions, run_tool
+from _data import load_tool, mmdet_predictions, run_tool
 
 pytest.importorskip('onnxruntime', reason='onnxruntime is not installed (make setup installs it)')
 
 from mmdet_efficientvit.datasets.demo_shapes import (DEMO_SHAPES_CLASSES,  # noqa: E402
                                                      generate_demo_shapes)
-from mmdet_efficientvit.deployment.check_weights import (CALIBRATION_SIZE,  # noqa: E402
-                                                        calibrate_batchnorm, randomize_batchnorm)
-from mmdet_efficientvit.deployment.end2end import (OUTPUT_NAMES, check_supported,  # noqa: E402
-                                                   randomize_for_check, set_check_biases,
+from mmdet_efficientvit.deployment.end2end import (check_supported, randomize_for_check,  # noqa: E402
                                                    wrap_end2end)
 from mmdet_efficientvit.deployment import metadata  # noqa: E402  (its test_preprocessing is no test)
-from mmdet_efficientvit.deployment.onnx_export import (check_end2end, detections,  # noqa: E402
-                                                       export_onnx)
+from mmdet_efficientvit.deployment.onnx_export import check_end2end, detections  # noqa: E402
 from mmdet_efficientvit.deployment.pairing import FOUND_AGAIN, match_detections  # noqa: E402
 from mmdet_efficientvit.deployment.traceable import image_data_samples  # noqa: E402
 from mmdet_efficientvit.errors import ConfigError  # noqa: E402
@@ -40,32 +35,15 @@ from mmdet_efficientvit.models.utils import deploy_model  # noqa: E402
 import mmdet_efficientvit_runtime  # noqa: E402
 from mmdet_efficientvit_runtime import OrtSession  # noqa: E402
 
+from _deploy import EVIT_M0, SMALL_TEST_CFG, export_end2end, random_detector  # noqa: E402
+
 RTMDET_TINY = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
-EVIT_M0 = str(CONFIGS / 'rtmdet_evit_m0_8xb32-300e_coco.py')
-SMALL_TEST_CFG = dict(model=dict(test_cfg=dict(nms_pre=300, max_per_img=40)))
 # DemoShapes images of 96x64, resized (keep ratio) to 128x85 and padded to 128x128 with 114 as
 # RTMDet's test pipeline does at 640: boxes may reach into the padding, below the image
 IMG_SIZE = (96, 64)
 SCALE = 128
 NUM_VAL = 6
 MAP_LINE = re.compile(r'coco/bbox_mAP: (-?\d+\.\d+)')
-
-
-def random_detector(config: str, calibration: Optional[torch.Tensor] = None,
-                    **cfg_options) -> torch.nn.Module:
-    """Random weights as ``export_onnx.py`` prepares them without a checkpoint (not deployed),
-    BatchNorm statistics measured on ``calibration`` (default: a random 800x1216 image)."""
-    torch.manual_seed(0)
-    model = randomize_batchnorm(build_detector(config, cfg_options=cfg_options or None))
-    if calibration is None:
-        calibration = torch.randn(1, 3, *CALIBRATION_SIZE)
-    calibrate_batchnorm(model, calibration)
-    return set_check_biases(model)
-
-
-def export_end2end(model: torch.nn.Module, path: str, size=(128, 128)) -> str:
-    return export_onnx(wrap_end2end(model), path, torch.randn(1, 3, *size), OUTPUT_NAMES,
-                       output_axes={name: {0: 'batch'} for name in OUTPUT_NAMES})
 
 
 def assert_eager_equals_predict(model: torch.nn.Module, x: torch.Tensor) -> None:
