@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the browser that the demo page's browser test drives (tests/test_webui.py): Debian's
+# Install the browser that the demo page's browser test drives (tests/test_apis/test_webui.py): Debian's
 # `chromium` through apt. Playwright's own browser download is not used.
 # Never fails: where Chromium is already there it does nothing, and where it cannot install (not
 # root, no apt-get, apt fails) it says so and exits 0; the browser test then skips with the reason.

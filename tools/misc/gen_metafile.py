@@ -3,7 +3,7 @@
 Every entry is derived, not typed in: config paths from ``configs/``, parameters and FLOPs counted by
 mmengine's analyzer at the family's input size (1333x800 for the 1x detectors, 640x640 for the
 real-time RTMDets; mmdet tensor mode, as ``get_flops.py``), the paper's COCO results
-and the official weights from ``mmdet_efficientvit.model_zoo``. ``tests/test_metafile.py`` checks that
+and the official weights from ``mmdet_efficientvit.model_zoo``. ``tests/test_configs/test_metafile.py`` checks that
 the committed file is what this script writes.
 
     python tools/misc/gen_metafile.py            # rewrite configs/metafile.yml

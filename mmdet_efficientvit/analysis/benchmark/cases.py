@@ -163,7 +163,7 @@ def build_runner(spec: Dict, threads: int) -> Callable:
 def timm_and_ours(arch: str, seed: int) -> Tuple[nn.Module, nn.Module]:
     """timm's model (seeded random init, BN randomised) and ours carrying the same weights.
 
-    That the two compute the same is tested (``tests/test_backbone.py``); here the weights only make
+    That the two compute the same is tested (``tests/test_models/test_backbones/test_efficientvit.py``); here the weights only make
     the comparison fair.
     """
     import timm
