@@ -41,7 +41,7 @@ from mmdet_efficientvit.deployment.check_weights import randomize_batchnorm  # n
 from mmdet_efficientvit.models.builders import build_detector  # noqa: E402
 
 # DemoShapes images of 96x64 resized by the test pipeline to 192x128, a multiple of the pad divisor:
-# the graph's and mmdet's boxes agree (tests/test_deploy.py).
+# the graph's and mmdet's boxes agree (tests/test_deployment/test_end2end/test_anchor_heads.py).
 IMG_SIZE = (96, 64)
 SCALE = (192, 128)
 DEDUP_IOU = 0.7  # tools/demo.py's default, and the page's

@@ -242,7 +242,7 @@ def test_benchmark_openvino_rows(tmp_path):
     """``benchmark.py --groups end2end`` with ``--openvino-detectors``: OpenVINO f32 (and bf16 where
     the CPU has it, else a note in the report) next to onnxruntime's rows, each against the same
     model's onnxruntime fp32 graph; a real-time key at --realtime-size, in its own comparison
-    (``test_deploy.py`` times a RetinaNet at --det-size)."""
+    (``test_analysis/test_benchmark.py`` times a RetinaNet at --det-size)."""
     benchmark = load_tool('analysis_tools/benchmark.py')
     out = tmp_path / 'e2e.csv'
     cases = benchmark.main([

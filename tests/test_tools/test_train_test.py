@@ -157,7 +157,7 @@ def test_official_release_layout_evaluates_in_unchanged_config(tmp_path):
     cfg = Config.fromfile(str(CONFIGS / 'retinanet_evit_m4_fpn_1x_coco.py'))
     cfg.model.backbone.init_cfg = None
     init_default_scope('mmdet')
-    state_dict = MODELS.build(cfg.model).state_dict()  # key layout checked in test_configs.py
+    state_dict = MODELS.build(cfg.model).state_dict()  # key layout checked in test_configs/test_coco_configs.py
     state_dict.update({k.replace('attention_biases', 'attention_bias_idxs'): official_bias_idxs(7)
                        for k in state_dict if k.endswith('attention_biases')})  # as released
     ckpt = tmp_path / 'retinanet_efficientvit_m4_fpn_1x_coco.pth'
