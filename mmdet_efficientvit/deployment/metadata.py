@@ -104,13 +104,10 @@ def _image_pad(step: dict) -> Dict:
                 pad_to_square=square, value=[float(v) for v in value])
 
 
-def class_names(cfg: Config, checkpoint: Optional[str], num_classes: int) -> List[str]:
-    """The classes of the checkpoint's ``dataset_meta``, else of the config's test dataset."""
-    classes = None
-    if checkpoint is not None:
-        from mmengine.runner import CheckpointLoader
-        meta = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu').get('meta') or {}
-        classes = (meta.get('dataset_meta') or {}).get('classes') or meta.get('CLASSES')
+def class_names(cfg: Config, dataset_meta: Optional[dict], num_classes: int) -> List[str]:
+    """The classes of the checkpoint's ``dataset_meta`` (as ``build_detector`` keeps it), else of the
+    config's test dataset."""
+    classes = (dataset_meta or {}).get('classes')
     if classes is None:
         dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
         while 'dataset' in dataset:
@@ -128,12 +125,14 @@ def class_names(cfg: Config, checkpoint: Optional[str], num_classes: int) -> Lis
     return [str(c) for c in classes]
 
 
-def deploy_metadata(cfg: Config, config_name: str, checkpoint: Optional[str], num_classes: int,
-                    test_cfg: dict, outputs: str) -> Dict[str, str]:
-    """The ``metadata_props`` of an end-to-end detector (see the module docstring)."""
+def deploy_metadata(cfg: Config, config_name: str, checkpoint: Optional[str],
+                    dataset_meta: Optional[dict], num_classes: int, test_cfg: dict,
+                    outputs: str) -> Dict[str, str]:
+    """The ``metadata_props`` of an end-to-end detector (see the module docstring);
+    ``dataset_meta``: what the checkpoint brought (None without one)."""
     return dict(
         preprocess=json.dumps(test_preprocessing(cfg)),
-        classes=json.dumps(class_names(cfg, checkpoint, num_classes)),
+        classes=json.dumps(class_names(cfg, dataset_meta, num_classes)),
         outputs=outputs,
         test_cfg=json.dumps(test_cfg),
         config=config_name,

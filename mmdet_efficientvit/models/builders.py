@@ -52,7 +52,8 @@ def build_detector(config: Union[str, Config],
     ``init_cfg`` are dropped. Without ``checkpoint`` the weights are those of mmdet's initialisers
     (e.g. RetinaNet's prior-probability bias; ``init_detector`` leaves PyTorch's defaults), applied
     without their per-parameter log; ``checkpoint`` is loaded strictly (a missing or unexpected key
-    is an error, never a silently random layer), and its ``dataset_meta`` kept.
+    is an error, never a silently random layer), and ``dataset_meta`` is the checkpoint's (empty
+    when it has none).
     """
     from mmdet.apis import init_detector
     from mmengine.runner import load_checkpoint
@@ -81,7 +82,9 @@ def build_detector(config: Union[str, Config],
             logger.setLevel(level)
     else:
         meta = load_checkpoint(model, checkpoint, map_location='cpu', strict=True).get('meta') or {}
-        model.dataset_meta.update(meta.get('dataset_meta') or {})
+        # what the checkpoint says, never init_detector's COCO default (mmdet 2.x kept CLASSES)
+        model.dataset_meta = dict(meta.get('dataset_meta')
+                                  or ({'classes': meta['CLASSES']} if meta.get('CLASSES') else {}))
     return model.eval()
 
 

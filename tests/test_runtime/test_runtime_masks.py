@@ -154,7 +154,7 @@ def masks_model(tmp_path_factory):
     data = generate_demo_shapes(str(root / 'shapes'), num_train=1, num_val=NUM_VAL,
                                 img_size=IMG_SIZE, seed=5)
     cfg = load_config(CONFIG)
-    metadata = deploy_metadata(cfg, CONFIG, None, len(DEMO_SHAPES_CLASSES),
+    metadata = deploy_metadata(cfg, CONFIG, None, None, len(DEMO_SHAPES_CLASSES),
                                cfg.model.test_cfg.to_dict(), 'dets, labels, masks (test graph)')
     tool = mmdet_efficientvit_runtime
     pre = json.loads(metadata['preprocess'])

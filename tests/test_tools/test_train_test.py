@@ -188,8 +188,8 @@ finally:
 
 
 def test_tools_read_the_checkpoint_once(shapes, tmp_path):
-    """tools/test.py (evaluating, and explaining a checkpoint that does not fit) and tools/demo.py
-    read the checkpoint file once: the safe read's dict is what gets loaded."""
+    """tools/test.py (evaluating, and explaining a checkpoint that does not fit), tools/demo.py and
+    the end-to-end export read the checkpoint file once: the safe read's dict is what gets loaded."""
     from mmdet_efficientvit.models.builders import build_detector
     cfg = tiny_config(tmp_path / 'tiny.py', shapes)
     ckpt = tmp_path / 'tiny.pth'
@@ -200,7 +200,9 @@ def test_tools_read_the_checkpoint_once(shapes, tmp_path):
     image = sorted((shapes / 'val').glob('*.jpg'))[0]
     runs = {'test.py': ['test.py', cfg, ckpt, '--work-dir', tmp_path / 'test'],
             'test.py, mismatch': ['test.py', m1, ckpt, '--work-dir', tmp_path / 'mismatch'],
-            'demo.py': ['demo.py', image, cfg, ckpt, '--out-dir', tmp_path / 'demo']}
+            'demo.py': ['demo.py', image, cfg, ckpt, '--out-dir', tmp_path / 'demo'],
+            'export_onnx.py': ['deployment/export_onnx.py', cfg, '--checkpoint', ckpt, '--end2end',
+                               '--shape', '64x96', '--check-sizes', '64x96', '--out', tmp_path / 'e2e.onnx']}
     for name, args in runs.items():
         out = subprocess.run([sys.executable, '-c', COUNT_READS, str(ckpt), str(REPO / 'tools' / args[0]),
                               *map(str, args[1:])], cwd=tmp_path, env=tool_env(),

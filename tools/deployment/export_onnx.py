@@ -158,8 +158,9 @@ def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) 
     model = wrap_end2end(detector).eval()
     cfg = load_config(args.target)
     test_cfg = model.test_cfg
-    metadata = deploy_metadata(cfg, args.target, args.checkpoint, model.num_classes, test_cfg,
-                               model.OUTPUT_CONVENTION)  # before the slow export: fail fast
+    dataset_meta = detector.dataset_meta if args.checkpoint else None
+    metadata = deploy_metadata(cfg, args.target, args.checkpoint, dataset_meta, model.num_classes,
+                               test_cfg, model.OUTPUT_CONVENTION)  # before the slow export: fail fast
     start = time.time()
     export_onnx(model, out, torch.randn(1, 3, *parse_size(args.shape)), names, opset=args.opset,
                 output_axes={name: {0: 'batch'} for name in names})
