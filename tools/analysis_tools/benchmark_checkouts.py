@@ -39,7 +39,7 @@ def main(argv=None) -> None:
     try:
         rows = compare_checkouts(args.before, args.after, predict_specs(PREDICT_DETECTORS),
                                  args.threads, args.repeats, args.warmup, args.seed, log)
-    except ValueError as err:
+    except (ValueError, RuntimeError) as err:  # not a checkout; a worker that stopped
         print(f'error: {err}', file=sys.stderr)
         sys.exit(1)
     table = write_rows(rows, args.out)
