@@ -9,7 +9,7 @@ Checks (each PASS/FAIL; exit status 1 if any fails), tolerances from
 * parity: our backbone (unfused and BN-folded, random weights with non-trivial BatchNorms) on the
   device against the same model in fp32 on the CPU, at 224x224 (bs 2) and at a detection size with
   padded windows (bs 1): fp32 with TF32 off (tolerance 1e-4), and autocast float16 and bfloat16; a
-  second pass (served by the folded-BN and attention-bias caches) must agree with the first;
+  second pass must agree with the first;
 * train step: M4 backbone + RetinaNet neck as the configs build them, one step under autocast float16
   with a dynamic loss scale (``torch.amp.GradScaler``; overflowing steps are skipped as in training)
   and one in bfloat16: finite, non-zero gradients for every parameter, along the fp32 CPU gradients
@@ -119,7 +119,7 @@ def check_parity(args, log) -> List[Dict]:
                         name = str(dtype).replace('torch.', '')
                         with torch.autocast(torch.device(args.device).type, dtype,
                                             enabled=dtype != torch.float32):
-                            first, second = model(xd), model(xd)  # the second from the caches
+                            first, second = model(xd), model(xd)
                         err = relative_error(first, ref)
                         repeat_err = relative_error(second, first)
                         ok = err <= TOLERANCE[name] and repeat_err <= TOLERANCE[name]

@@ -45,6 +45,12 @@ DETECTOR_NAMES.update({**{f'rtmdet-evit-{a}': f'RTMDet-EfficientViT-{a.upper()}'
                        'rtmdet-tiny': 'RTMDet-tiny'})
 
 
+# The eager ``predict`` comparison (``checkouts``): what ``tools/test.py`` runs per image, with and
+# without ``--fuse``, for the two families at their test sizes.
+PREDICT_DETECTORS = {'rtmdet-evit-m0': '640x640', 'evit-m4': '800x1216'}
+PREDICT_VARIANTS = {'unfused predict': False, 'deployed predict': True}
+
+
 def resolve_detector(detector: str) -> Tuple[str, str]:
     """``(config, display name)`` of a key of :data:`ALL_DETECTORS` or of a config file (named by its
     stem), so that a user's own config or an ablation (``configs/demo/ablations/``) can be timed."""
@@ -287,6 +293,20 @@ def detector_cases(detectors: List[str], size: str, batch: int, seed: int, threa
     for c in cases:
         c.reference = case_key('detector', 'RetinaNet-R50', c.variant)
     return [cases]
+
+
+def predict_specs(detectors: Dict[str, str]) -> List[Tuple[str, str, Tuple[int, int], Dict]]:
+    """``(model, variant, size, spec)`` of eager ``predict`` with NMS at bs=1, unfused and deployed, for
+    each detector key of ``detectors`` at its size (HxW). Scores sit below ``score_thr``
+    (:func:`scores_below_threshold`), so NMS sees few boxes and the rows compare the networks."""
+    rows = []
+    for det, size in detectors.items():
+        config, name = resolve_detector(det)
+        for variant, deploy in PREDICT_VARIANTS.items():
+            rows.append((name, variant, parse_size(size),
+                         dict(kind='detector', config=config, deploy=deploy, nms=True,
+                              scores_below_threshold=True)))
+    return rows
 
 
 # ------------------------------------------------------------------------------------ device protocol

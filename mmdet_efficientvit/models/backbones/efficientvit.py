@@ -10,8 +10,7 @@ window (as the official detection code does) and batches the windows. ``switch_t
 folds every BatchNorm (and the identity of the depthwise residuals) into the convolutions.
 """
 import copy
-import weakref
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -31,31 +30,6 @@ ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'kernels', 'key_dims')
 PRETRAINED_TYPES = ('Pretrained', 'PretrainedInit')
 
 
-class TensorStamp:
-    """Which tensors, in which state: the key of a cache derived from them.
-
-    Version counters catch in-place updates (optimiser steps, ``load_state_dict``), storage pointers
-    catch ``.data`` swaps, and weak references tell tensor objects apart: a freed tensor's memory goes
-    to the next one of its size (the CUDA caching allocator does this all the time), so a replaced
-    parameter can show the old pointer and version. Not kept across pickling (never matches after).
-    """
-
-    def __init__(self, tensors: Sequence[torch.Tensor]):
-        self._refs = tuple(weakref.ref(t) for t in tensors)
-        self._state = self._state_of(tensors)
-
-    @staticmethod
-    def _state_of(tensors: Sequence[torch.Tensor]) -> tuple:
-        return tuple((t._version, t.data_ptr()) for t in tensors)
-
-    def matches(self, tensors: Sequence[torch.Tensor]) -> bool:
-        return (len(tensors) == len(self._refs) and all(r() is t for r, t in zip(self._refs, tensors))
-                and self._state == self._state_of(tensors))
-
-    def __getstate__(self) -> dict:
-        return {'_refs': (), '_state': ()}
-
-
 class Conv2dBN(nn.Module):
     """Conv2d without bias followed by BatchNorm2d (``c``/``bn`` like the official ``Conv2d_BN``).
 
@@ -67,7 +41,6 @@ class Conv2dBN(nn.Module):
         super().__init__()
         self.c = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups,
                            bias=deploy)
-        self._folded: Optional[tuple] = None
         if deploy:
             self.bn = None
         else:
@@ -75,40 +48,22 @@ class Conv2dBN(nn.Module):
             nn.init.constant_(self.bn.weight, bn_weight_init)
             nn.init.zeros_(self.bn.bias)
 
-    def _apply(self, fn, *args, **kwargs):
-        self._folded = None
-        return super()._apply(fn, *args, **kwargs)
-
     def folded_weight_bias(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Conv weight and bias with the eval-mode BatchNorm folded in.
-
-        Without autograd the result is cached, keyed on the five source tensors (:class:`TensorStamp`),
-        so any update (``load_state_dict``, optimiser steps, replaced tensors) refreshes it.
-        """
+        """Conv weight and bias with the eval-mode BatchNorm folded in, from the current tensors."""
         c, bn = self.c, self.bn
-        sources = (c.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-        cacheable = not (torch.is_grad_enabled() and any(t.requires_grad for t in sources[:3]))
-        # tensors created under inference_mode have no version counter: no cache for them
-        if cacheable and not torch.jit.is_tracing() and not c.weight.is_inference():
-            if self._folded is None or not self._folded[0].matches(sources):
-                with torch.no_grad():
-                    self._folded = (TensorStamp(sources), *self._fold(*sources, bn.eps))
-            return self._folded[1], self._folded[2]
-        return self._fold(*sources, bn.eps)
-
-    @staticmethod
-    def _fold(weight, gamma, beta, mean, var, eps) -> Tuple[torch.Tensor, torch.Tensor]:
-        scale = gamma * torch.rsqrt(var + eps)
-        return weight * scale[:, None, None, None], beta - mean * scale
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        return c.weight * scale[:, None, None, None], bn.bias - bn.running_mean * scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bn is None:
             return self.c(x)
         if self.bn.training:
             return self.bn(self.c(x))
-        # eval-mode BN is affine: fold it into the conv instead of another pass over the map
-        weight, bias = self.folded_weight_bias()
+        # Eval-mode BN is affine: fold it into the (small) weights on every call rather than make a
+        # second pass over the (large) map. Nothing is kept, so new weights show at once; this, not a
+        # cache, keeps unfused predict at its old speed (docs/backbone.md, "Unfused inference").
         c = self.c
+        weight, bias = self.folded_weight_bias()
         return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)
 
     @torch.no_grad()
@@ -116,15 +71,14 @@ class Conv2dBN(nn.Module):
         """Fold the BatchNorm into the convolution in place (idempotent)."""
         if self.bn is None:
             return
-        c, bn = self.c, self.bn
-        weight, bias = self._fold(c.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var,
-                                  bn.eps)
+        c = self.c
+        weight, bias = self.folded_weight_bias()
         fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
                           c.dilation, c.groups, bias=True, device=c.weight.device,
                           dtype=c.weight.dtype)
         fused.weight.copy_(weight)
         fused.bias.copy_(bias)
-        self.c, self.bn, self._folded = fused, None, None
+        self.c, self.bn = fused, None
 
 
 class Residual(nn.Module):
@@ -236,12 +190,6 @@ class CascadedGroupAttention(nn.Module):
             nn.ReLU(inplace=True),
             Conv2dBN(self.val_dim * num_heads, dim, bn_weight_init=0., deploy=deploy))
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size * window_size))
-        self._index_cache: Dict[Tuple[int, int, torch.device], torch.Tensor] = {}
-        self._bias_cache: Dict[Tuple[int, int, torch.device], Tuple[TensorStamp, torch.Tensor]] = {}
-
-    def _apply(self, fn, *args, **kwargs):
-        self._index_cache, self._bias_cache = {}, {}
-        return super()._apply(fn, *args, **kwargs)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
@@ -258,26 +206,11 @@ class CascadedGroupAttention(nn.Module):
                                       unexpected_keys, error_msgs)
 
     def attention_bias(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """(heads, N, N) bias for a ``height``×``width`` map; cached in eval mode.
+        """(heads, N, N) bias for a ``height``×``width`` map, gathered from the table on every call.
 
-        The eval cache is keyed on the parameter (:class:`TensorStamp`), so loading new weights in
-        eval mode never serves a stale table.
+        No cache: deployed ``predict`` is as fast without one (docs/backbone.md, "Unfused inference").
         """
-        key = (height, width, device)
-        index = self._index_cache.get(key)
-        if index is None:
-            index = relative_bias_index(height, width, self.window_size, device)
-            self._index_cache[key] = index
-        needs_grad = torch.is_grad_enabled() and self.attention_biases.requires_grad
-        if (self.training or needs_grad or torch.jit.is_tracing()
-                or self.attention_biases.is_inference()):
-            return self.attention_biases[:, index]
-        source = (self.attention_biases, )
-        cached = self._bias_cache.get(key)
-        if cached is None or not cached[0].matches(source):
-            cached = (TensorStamp(source), self.attention_biases.detach()[:, index])
-            self._bias_cache[key] = cached
-        return cached[1]
+        return self.attention_biases[:, relative_bias_index(height, width, self.window_size, device)]
 
     def forward(self, x: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Attend over each map of ``x`` (B, C, H, W) as one window.
@@ -563,8 +496,6 @@ class EfficientViT(BaseModule):
         for m in self.modules():
             if isinstance(m, Residual):
                 m.fold_identity()
-            elif isinstance(m, CascadedGroupAttention):
-                m._bias_cache = {}
         self.deploy = True
 
     def init_weights(self) -> None:

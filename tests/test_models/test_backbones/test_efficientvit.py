@@ -144,7 +144,8 @@ def test_window_padding_matches_explicit_zero_pad_partition():
     assert torch.allclose(lwa(small), lwa.attn(small))
 
 
-def test_attention_bias_cache_follows_weight_updates():
+def test_attention_follows_bias_updates_in_eval():
+    """The gathered bias is not kept between calls: an in-place update shows at once."""
     lwa = randomize(LocalWindowAttention(32, 16, 2, 7, [5, 3])).eval()
     x = torch.randn(1, 32, 7, 7)
     with torch.no_grad():
@@ -152,7 +153,7 @@ def test_attention_bias_cache_follows_weight_updates():
         lwa.attn.attention_biases.add_(1.5 * torch.randn_like(lwa.attn.attention_biases))
         after = lwa(x)
     assert not torch.allclose(before, after)
-    assert torch.allclose(after, lwa(x).detach(), atol=1e-5)  # grad-enabled path: no cache
+    assert torch.allclose(after, lwa(x).detach(), atol=1e-5)  # the same with autograd on
 
 
 def _bn_modes(model: nn.Module):
@@ -260,19 +261,41 @@ def test_runs_under_inference_mode():
     with torch.inference_mode():
         for a, b in zip(model(x), ref, strict=True):
             assert torch.equal(a, b)
-        built_inside = EfficientViT('m0').eval()  # inference tensors: no version counters
+        built_inside = EfficientViT('m0').eval()  # parameters that are inference tensors
         built_inside.load_state_dict(model.state_dict())
         for a, b in zip(built_inside(x), ref, strict=True):
             assert torch.allclose(a, b, atol=1e-6)
 
 
 @torch.no_grad()
-def test_eval_bn_folding_follows_weight_updates():
-    """Eval mode folds BN into the convs on the fly; the cache must see new weights."""
+def test_eval_outputs_follow_load_state_dict():
+    """Unfused eval runs conv then BN on the current tensors: new weights show at once."""
     model = EfficientViT('m0').eval()
     x = torch.randn(1, 3, 64, 64)
-    model(x)  # fill the caches
+    model(x)
     other = randomize(EfficientViT('m0'), seed=3).eval()
     model.load_state_dict(other.state_dict())
     for a, b in zip(model(x), other(x), strict=True):
         assert torch.equal(a, b)
+
+
+def test_train_eval_switching_gives_fresh_results():
+    """Training updates the BN statistics and the weights; eval afterwards uses the new ones, equal to
+    a fresh model loaded with the trained state_dict."""
+    torch.manual_seed(0)
+    model = randomize(EfficientViT('m0')).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        first = model(x)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 96))).backward()
+    optimizer.step()
+    model.eval()
+    fresh = EfficientViT('m0').eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        second, expected = model(x), fresh(x)
+    for f, s, e in zip(first, second, expected, strict=True):
+        assert not torch.allclose(f, s)
+        assert torch.equal(s, e)
