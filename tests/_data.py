@@ -273,3 +273,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+def train_step_decays(model: nn.Module, data: dict, optim_wrapper: dict) -> Dict[str, float]:
+    """One loss and backward pass (finite and positive, every trainable parameter gets a gradient),
+    then each parameter's weight decay in the optimizer that ``optim_wrapper`` builds."""
+    from mmengine.optim import build_optim_wrapper
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, no_grad[:5]
+    names = {id(p): n for n, p in model.named_parameters()}
+    optimizer = build_optim_wrapper(model, optim_wrapper).optimizer
+    return {names[id(p)]: g['weight_decay'] for g in optimizer.param_groups for p in g['params']}

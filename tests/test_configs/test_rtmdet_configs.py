@@ -7,7 +7,6 @@ import torch
 from mmdet.registry import MODELS
 from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config, ConfigDict
-from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import mmdet_efficientvit  # noqa: F401
@@ -16,7 +15,7 @@ from mmdet_efficientvit.model_zoo import ARCHS, imagenet_checkpoint
 from mmdet_efficientvit.models import EfficientViT
 from mmdet_efficientvit.resources import load_config
 
-from _data import CONFIGS
+from _data import CONFIGS, train_step_decays
 
 RTMDET = [f'rtmdet_evit_{a}_8xb32-300e_coco.py' for a in ARCHS]
 TINY = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
@@ -121,14 +120,7 @@ def test_builds_and_trains_a_step_at_rtmdet_strides(name):
     feats = model.extract_feat(data['inputs'])
     assert [tuple(f.shape[1:]) for f in feats] == [
         (cfg.model.bbox_head.in_channels, -(-h // s), -(-w // s)) for s in (8, 16, 32)]
-    loss, _ = model.parse_losses(model(**data, mode='loss'))
-    assert torch.isfinite(loss) and loss > 0
-    loss.backward()
-    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert not no_grad, no_grad[:5]
-    optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
-    names = {id(p): n for n, p in model.named_parameters()}
-    decays = {names[id(p)]: g['weight_decay'] for g in optim.param_groups for p in g['params']}
+    decays = train_step_decays(model, data, cfg.optim_wrapper)
     biases = [n for n in decays if n.endswith('attention_biases')]
     assert all(decays[n] == 0 for n in biases)
     assert bool(biases) == (cfg.model.backbone.type == 'EfficientViT')
