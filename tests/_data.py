@@ -287,3 +287,15 @@ def train_step_decays(model: nn.Module, data: dict, optim_wrapper: dict) -> Dict
     names = {id(p): n for n, p in model.named_parameters()}
     optimizer = build_optim_wrapper(model, optim_wrapper).optimizer
     return {names[id(p)]: g['weight_decay'] for g in optimizer.param_groups for p in g['params']}
+
+
+def build_random(cfg) -> nn.Module:
+    """The config's model in training mode with mmdet's initialisers, the backbone's checkpoint
+    dropped (nothing downloaded)."""
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model

@@ -6,10 +6,8 @@ import sys
 
 import pytest
 import torch
-from mmdet.registry import MODELS
 from mmdet.testing import demo_mm_inputs
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 import mmdet_efficientvit  # noqa: F401
@@ -19,7 +17,7 @@ from mmdet_efficientvit.models import EfficientViT
 
 from _data import (CONFIGS, mmdet2_meta,
                    official_bias_idxs, official_mask_rcnn_head_shapes, official_neck_shapes,
-                   official_retinanet_head_shapes, tool_env, train_step_decays)
+                   official_retinanet_head_shapes, tool_env, build_random, train_step_decays)
 
 RETINANET = [f'retinanet_evit_{a}_fpn_1x_coco.py' for a in ARCHS]
 MASK_RCNN = [f'mask_rcnn_evit_{a}_fpn_1x_coco.py' for a in ARCHS]
@@ -28,14 +26,6 @@ ALL = RETINANET + MASK_RCNN
 
 def load(name: str) -> Config:
     return Config.fromfile(str(CONFIGS / name))
-
-
-def build(cfg: Config) -> torch.nn.Module:
-    init_default_scope('mmdet')
-    cfg.model.backbone.init_cfg = None  # random init: no download in tests
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model
 
 
 def plain(d) -> dict:
@@ -102,7 +92,7 @@ def test_builds_and_trains_a_step(name):
     torch.manual_seed(0)
     cfg = load(name)
     mask = name in MASK_RCNN
-    model = build(cfg)
+    model = build_random(cfg)
     model.train()
     bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and not any(m.training for m in bns)  # norm_eval=True
@@ -130,7 +120,7 @@ def test_official_detection_checkpoint_layout_loads_strictly(tmp_path, name, nec
     """A checkpoint in the released mmdet 2.x layout (``meta`` + ``state_dict``; ``backbone.`` in the
     official names, neck and heads as written from the official code) loads with zero missing and
     zero unexpected keys, and its values arrive."""
-    model = build(load(name))
+    model = build_random(load(name))
     backbone = {f'backbone.{k}': tuple(v.shape) for k, v in model.backbone.state_dict().items()}
     assert 'backbone.patch_embed.0.c.weight' in backbone  # official names, not timm's
     tables = {k: s for k, s in backbone.items() if k.endswith('attention_biases')}
@@ -152,7 +142,7 @@ def test_official_detection_checkpoint_layout_loads_strictly(tmp_path, name, nec
     state_dict.update({k: official_bias_idxs(7) for k in idxs})
     path = tmp_path / 'official.pth'
     torch.save(dict(meta=mmdet2_meta([f'c{i}' for i in range(80)]), state_dict=state_dict), path)
-    fresh = build(load(name))
+    fresh = build_random(load(name))
     load_checkpoint(fresh, str(path), map_location='cpu', strict=True)
     for k, v in fresh.state_dict().items():
         assert torch.equal(v, state_dict[k]), k

@@ -3,7 +3,7 @@ Mask R-CNN with the RetinaNet demo's backbone and neck on the demos' shared reci
 DemoShapes' polygons and evaluated, and a short training on generated data that lowers the losses."""
 import pytest
 import torch
-from mmdet.registry import DATASETS, MODELS
+from mmdet.registry import DATASETS
 from mmengine.config import ConfigDict
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
@@ -12,7 +12,7 @@ from mmengine.registry import init_default_scope
 from mmdet_efficientvit.datasets.demo_shapes import DEMO_SHAPES_CLASSES, generate_demo_shapes
 from mmdet_efficientvit.resources import load_config
 
-from _data import CONFIGS
+from _data import CONFIGS, build_random
 
 DEMO = str(CONFIGS / 'demo' / 'mask_rcnn_evit_demo_shapes.py')
 RETINANET_DEMO = str(CONFIGS / 'demo' / 'retinanet_evit_demo_shapes.py')
@@ -25,11 +25,8 @@ def cfg():
 
 
 def build(cfg):
-    init_default_scope('mmdet')
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model
+    return build_random(cfg)
 
 
 def test_config_is_mask_rcnn_on_the_shared_recipe(cfg):

@@ -4,10 +4,8 @@ arch, and the demo configs (ours M0/M2/M4 and mmdet's RTMDet-tiny and RTMDet-s t
 with the stride-bridge ablations of docs/realtime.md."""
 import pytest
 import torch
-from mmdet.registry import MODELS
 from mmdet.testing import demo_mm_inputs
-from mmengine.config import Config, ConfigDict
-from mmengine.registry import init_default_scope
+from mmengine.config import ConfigDict
 
 import mmdet_efficientvit  # noqa: F401
 
@@ -15,7 +13,7 @@ from mmdet_efficientvit.model_zoo import ARCHS, imagenet_checkpoint
 from mmdet_efficientvit.models import EfficientViT
 from mmdet_efficientvit.resources import load_config
 
-from _data import CONFIGS, train_step_decays
+from _data import CONFIGS, build_random, train_step_decays
 
 RTMDET = [f'rtmdet_evit_{a}_8xb32-300e_coco.py' for a in ARCHS]
 TINY = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
@@ -25,14 +23,6 @@ DEMO_S = 'demo/rtmdet_s_demo_shapes.py'
 S = 'mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py'
 DEMO_FAMILY = ['demo/rtmdet_evit_m2_demo_shapes.py', 'demo/rtmdet_evit_m4_demo_shapes.py']
 ABLATIONS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.glob('demo/ablations/*.py'))
-
-
-def build(cfg: Config) -> torch.nn.Module:
-    init_default_scope('mmdet')
-    cfg.model.backbone.init_cfg = None  # random init: no download in tests
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model
 
 
 def plain(x):
@@ -111,7 +101,7 @@ def test_builds_and_trains_a_step_at_rtmdet_strides(name):
     width, every parameter gets a gradient, and the attention-bias tables are not decayed."""
     torch.manual_seed(0)
     cfg = load_config(str(CONFIGS / name))
-    model = build(cfg)
+    model = build_random(cfg)
     model.train()
     packed = demo_mm_inputs(2, [(3, 128, 160)] * 2, num_items=[3, 2],
                             num_classes=cfg.model.bbox_head.num_classes)
