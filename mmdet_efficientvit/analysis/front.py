@@ -340,13 +340,15 @@ def plot_front(points: Dict[str, Tuple[float, float]], path: str, title: str,
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.8))
-    for name, (lat, value) in points.items():
+    # labels alternate above and below the points in latency order, so close neighbours do not overlap
+    for i, (name, (lat, value)) in enumerate(sorted(points.items(), key=lambda item: item[1])):
         base = name in baselines
         ax.plot(lat, value, 's' if base else 'o', color='tab:gray' if base else 'tab:blue')
         for v in (seed_maps or {}).get(name, []):
             ax.plot(lat, v, '.', color='tab:gray' if base else 'tab:blue', alpha=0.5, ms=4)
         ax.annotate(f'{name}\n{lat:.0f} ms, {value:.3f}', (lat, value), fontsize=7,
-                    xytext=(4, 4), textcoords='offset points')
+                    xytext=(4, 4 if i % 2 == 0 else -6), textcoords='offset points',
+                    va='bottom' if i % 2 == 0 else 'top')
     front = pareto_front(points)
     ax.plot(*zip(*(points[n] for n in front)), '-', color='tab:green', lw=1.5, label='Pareto front')
     if len(baselines) > 1:
