@@ -18,6 +18,8 @@ import time
 
 from mmdet_efficientvit.analysis.benchmark.cases import PREDICT_DETECTORS, predict_specs
 from mmdet_efficientvit.analysis.benchmark.checkouts import compare_checkouts, write_rows
+from mmdet_efficientvit.analysis.benchmark.report import load_average, utc_date
+from mmdet_efficientvit.tools_support import short_errors
 
 
 def main(argv=None) -> None:
@@ -36,18 +38,12 @@ def main(argv=None) -> None:
     def log(msg: str) -> None:
         print(f'[{time.time() - t0:7.1f}s] {msg}', file=sys.stderr, flush=True)
 
-    try:
+    with short_errors():  # not a checkout; a worker that stopped
         rows = compare_checkouts(args.before, args.after, predict_specs(PREDICT_DETECTORS),
                                  args.threads, args.repeats, args.warmup, args.seed, log)
-    except (ValueError, RuntimeError) as err:  # not a checkout; a worker that stopped
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(1)
     table = write_rows(rows, args.out)
-    with open('/proc/loadavg') as f:
-        load = ' '.join(f.read().split()[:3])
     info = (f'{platform.processor() or platform.machine()}, {args.threads} thread(s), median of '
-            f'{args.repeats} runs, load average at end {load}, '
-            f'{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}')
+            f'{args.repeats} runs, load average at end {load_average()}, {utc_date()}')
     print(f'{table}\n\n{info}')
     with open(args.out.rsplit('.', 1)[0] + '.md', 'w') as f:
         f.write(f'{table}\n\n{info}\n')

@@ -16,15 +16,16 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Tuple
 
+from ...errors import SetupError
 from . import checkout_worker
 
 CHECKOUTS = ('before', 'after')
 
 
 def check_checkout(path: str) -> None:
-    """Raise ValueError (one line, with the fix) unless ``path`` is the root of a checkout."""
+    """Raise SetupError (one line, with the fix) unless ``path`` is the root of a checkout."""
     if not os.path.isdir(os.path.join(path, 'mmdet_efficientvit')):
-        raise ValueError(f'{path} is not a checkout of this repository (no mmdet_efficientvit/ in '
+        raise SetupError(f'{path} is not a checkout of this repository (no mmdet_efficientvit/ in '
                          'it): pass the root of a clone or of a `git worktree add` directory')
 
 
@@ -45,7 +46,7 @@ class Worker:
     def _expect(self, what: str) -> str:
         line = self.proc.stdout.readline().strip()
         if not line:
-            raise RuntimeError(f'the worker for {self.checkout} stopped before {what} (see its '
+            raise SetupError(f'the worker for {self.checkout} stopped before {what} (see its '
                                'error above)')
         return line
 
