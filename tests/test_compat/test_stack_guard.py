@@ -8,7 +8,6 @@ import sys
 import pytest
 import torch
 
-import mmdet_efficientvit
 from mmdet_efficientvit import compat
 from mmdet_efficientvit.version import STACKS
 
