@@ -6,8 +6,8 @@ final validation's ``coco/bbox_mAP`` from mmengine's result files there, and tim
 end-to-end graph at the deployment size under onnxruntime fp32 and INT8 and OpenVINO f32 in one
 interleaved run (:mod:`.benchmark`). With ``int8_map`` each run's checkpoint is also exported end to
 end, quantized to INT8 and both graphs scored on the val set (:mod:`.int8_accuracy`), so the table
-says what INT8 costs in mAP next to what it saves in latency. :func:`pareto_front` and :func:`dominated_by` say which configs
-are worth choosing; :func:`write_front` writes the CSV, the Markdown table and the plot.
+says what INT8 costs in mAP next to what it saves in latency. :func:`pareto_front` and
+:func:`dominated_by` say which configs are worth choosing; :func:`write_front` writes the CSV, the Markdown table and the plot.
 ``tools/analysis_tools/front.py`` is the command line.
 
 A work dir is *finished* when its latest training run (``<timestamp>/vis_data/scalars.json``) has
@@ -303,7 +303,8 @@ class Front:
     meta: Dict[str, str] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
-    def mean_maps(self, value: Callable[[Run], float] = lambda run: run.bbox_mAP) -> Dict[str, float]:
+    def mean_maps(self, value: Callable[[Run], float] = lambda run: run.bbox_mAP
+                  ) -> Dict[str, float]:
         """config -> the mean over its seeds of ``value`` (default: the bbox mAP)."""
         maps = {}
         for run in self.runs:
@@ -336,7 +337,8 @@ class Front:
                 maps = run.graph_maps
                 row.update(bbox_mAP_onnx_fp32=f'{maps.fp32:.4f}', bbox_mAP_int8=f'{maps.int8:.4f}',
                            bbox_mAP_int8_mean=f'{int8_means[run.config]:.4f}',
-                           int8_loss=f'{maps.loss:.4f}', int8_loss_mean=f'{loss_means[run.config]:.4f}')
+                           int8_loss=f'{maps.loss:.4f}',
+                           int8_loss_mean=f'{loss_means[run.config]:.4f}')
             for prefix, ratio in RATIO_COLUMNS.items():
                 ms = self.latency[run.config].get(prefix)
                 row[f'{prefix}_ms'] = '' if ms is None else f'{ms:.2f}'

@@ -23,8 +23,8 @@ from mmengine.config import Config
 from ..errors import SetupError
 from ..tools_support.data_checks import split_data
 
-# how the command-line option of the calibration folder is named in errors (the front has none)
-CALIBRATION = "the config's training images"
+# what errors about the calibration folder call it (image_inputs names the option it came from)
+CALIBRATION_FOLDER = "the config's training images"
 
 
 @dataclass
@@ -45,11 +45,12 @@ def int8_data(cfg: Config, config: str) -> Tuple[str, str, str]:
     """``(val annotation file, val image folder, training image folder)`` of ``cfg`` (the config at
     ``config``); :class:`SetupError` naming the first one that is missing and the fix."""
     (ann, val_dir), (_, train_dir) = split_data(cfg, 'val'), split_data(cfg, 'train')
-    for split, what, path in (('val', 'val annotation file', ann), ('val', 'val image folder', val_dir),
+    for split, what, path in (('val', 'val annotation file', ann),
+                              ('val', 'val image folder', val_dir),
                               ('train', 'training image folder', train_dir)):
         if not path:
-            raise SetupError(f'{config}: the INT8 mAP needs a {what}, and {split}_dataloader.dataset '
-                             'names none: give the config its ann_file and data_prefix.img')
+            raise SetupError(f'{config}: the INT8 mAP needs a {what}, and {split}_dataloader.'
+                             'dataset names none: give it its ann_file and data_prefix.img')
         if not osp.exists(path):
             raise SetupError(f'{config}: the INT8 mAP needs the {what} {path}, which is not there: '
                              'put the dataset there (DemoShapes: tools/run_demo.sh generates '
@@ -89,7 +90,7 @@ def graph_maps(config: str, checkpoint: str, cfg_options: Optional[dict], calib_
         fp32, int8 = osp.join(tmpdir, 'end2end.onnx'), osp.join(tmpdir, 'end2end.int8.onnx')
         export_end2end_onnx(detector, config, checkpoint, fp32, test_size(cfg),
                             cfg_options=cfg_options)
-        num = quantize_int8_on_images(fp32, int8, train_dir, calib_num, CALIBRATION)
+        num = quantize_int8_on_images(fp32, int8, train_dir, calib_num, CALIBRATION_FOLDER)
         log(f'exported at {"x".join(map(str, test_size(cfg)))} and quantized on {num} images of '
             f'{train_dir} ({time.time() - start:.0f} s); scoring both on {ann_file}')
         try:

@@ -1,5 +1,5 @@
-"""The end-to-end ONNX file of a detector: its graph (``end2end``) exported with dynamic batch, height
-and width, and the metadata that deployed inference needs (``metadata``). ``export_onnx.py
+"""The end-to-end ONNX file of a detector: its graph (``end2end``) exported with dynamic batch,
+height and width, and the metadata that deployed inference needs (``metadata``). ``export_onnx.py
 --end2end`` and the speed-accuracy front's INT8 accuracy step write their files with this."""
 from typing import Optional, Tuple
 
