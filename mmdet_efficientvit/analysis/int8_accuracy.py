@@ -59,7 +59,7 @@ def int8_data(cfg: Config, config: str) -> Tuple[str, str, str]:
     return ann, val_dir, train_dir
 
 
-def test_size(cfg: Config) -> Tuple[int, int]:
+def evaluation_size(cfg: Config) -> Tuple[int, int]:
     """(H, W) of the test pipeline's ``Resize`` scale: the size the training's validation ran at."""
     from ..deployment.metadata import test_preprocessing
     width, height = test_preprocessing(cfg)['scale']
@@ -86,13 +86,13 @@ def graph_maps(config: str, checkpoint: str, cfg_options: Optional[dict], calib_
     cfg.merge_from_dict(cfg_options or {})
     ann_file, val_dir, train_dir = int8_data(cfg, config)
     detector = deploy_model(build_detector(config, checkpoint, cfg_options or None)).eval()
+    size = evaluation_size(cfg)
     with tempfile.TemporaryDirectory() as tmpdir:
         fp32, int8 = osp.join(tmpdir, 'end2end.onnx'), osp.join(tmpdir, 'end2end.int8.onnx')
-        export_end2end_onnx(detector, config, checkpoint, fp32, test_size(cfg),
-                            cfg_options=cfg_options)
+        export_end2end_onnx(detector, config, checkpoint, fp32, size, cfg_options=cfg_options)
         num = quantize_int8_on_images(fp32, int8, train_dir, calib_num, CALIBRATION_FOLDER)
-        log(f'exported at {"x".join(map(str, test_size(cfg)))} and quantized on {num} images of '
-            f'{train_dir} ({time.time() - start:.0f} s); scoring both on {ann_file}')
+        log(f'exported at {size[0]}x{size[1]} and quantized on {num} images of {train_dir} '
+            f'({time.time() - start:.0f} s); scoring both on {ann_file}')
         try:
             maps = [bbox_map(path, ann_file, val_dir, threads) for path in (fp32, int8)]
         except runtime.UserError as err:
