@@ -471,10 +471,11 @@ def eval_metrics(requested: Optional[Sequence[str]], model: str, has_masks: bool
     return list(dict.fromkeys(requested))
 
 
-def coco_evaluate(ann_file: str, records: Dict[str, List[Dict]],
-                  cat_ids: Sequence[int]) -> Dict[str, np.ndarray]:
+def coco_evaluate(ann_file: str, records: Dict[str, List[Dict]], cat_ids: Sequence[int],
+                  quiet: bool = False) -> Dict[str, np.ndarray]:
     """pycocotools evaluation of each metric's records with mmdet CocoMetric's settings (for segm
-    without the records' boxes, so areas are the masks'); prints the tables, returns the stats."""
+    without the records' boxes, so areas are the masks'); prints the tables (not when ``quiet``),
+    returns the stats."""
     import contextlib
     import io
 
@@ -497,10 +498,49 @@ def coco_evaluate(ann_file: str, records: Dict[str, List[Dict]],
             evaluator.params.iouThrs = COCO_IOU_THRS
             evaluator.evaluate()
             evaluator.accumulate()
-        print(f'COCO {metric}:')
-        evaluator.summarize()
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            print(f'COCO {metric}:')
+            evaluator.summarize()
         stats[metric] = evaluator.stats
     return stats
+
+
+class CocoResults:
+    """The COCO result records of an evaluation run, gathered image by image (:func:`coco_records`)
+    for the images that ``ann`` lists in ``img_dir``, and their scores (:func:`coco_evaluate`)."""
+
+    def __init__(self, ann_file: str, ann: Dict, img_dir: str, cat_ids: Sequence[int],
+                 metrics: Sequence[str]):
+        self.ann_file, self.cat_ids = ann_file, list(cat_ids)
+        self.image_ids = {os.path.join(img_dir, im['file_name']): im['id'] for im in ann['images']}
+        self.records: Dict[str, List[Dict]] = {metric: [] for metric in metrics}
+
+    @property
+    def paths(self) -> List[str]:
+        """The images to run, in the annotation file's order."""
+        return list(self.image_ids)
+
+    def add(self, path: str, result: Dict[str, np.ndarray]) -> None:
+        for metric, mine in coco_records(self.image_ids[path], result, self.cat_ids,
+                                         list(self.records)).items():
+            self.records[metric] += mine
+
+    def evaluate(self, quiet: bool = False) -> Dict[str, np.ndarray]:
+        return coco_evaluate(self.ann_file, self.records, self.cat_ids, quiet)
+
+
+def evaluate(session, meta: Dict, ann_file: str, img_dir: str,
+             metrics: Sequence[str] = ('bbox', )) -> Dict[str, np.ndarray]:
+    """The COCO stats of a loaded model (:func:`load_model`) on the images of ``ann_file`` in
+    ``img_dir``: what ``--eval`` computes, without pictures, result files or tables (for callers
+    that compare models, e.g. a float graph and its INT8 copy)."""
+    ann, cat_ids = read_annotations(ann_file, img_dir, meta['classes'])
+    results = CocoResults(ann_file, ann, img_dir, cat_ids, metrics)
+    for path, _, result, _ in detect(session, meta, results.paths,
+                                     log=lambda m: print(m, file=sys.stderr)):
+        if result is not None:
+            results.add(path, result)
+    return results.evaluate(quiet=True)
 
 
 def image_paths(source: str) -> List[str]:
@@ -577,8 +617,8 @@ def run(args: argparse.Namespace) -> Optional[Dict[str, np.ndarray]]:
             raise UserError(f'with --eval, {args.source} must be the image folder of {args.eval}')
         ann, cat_ids = read_annotations(args.eval, args.source, classes)
         metrics = eval_metrics(args.metric, args.model, meta['mask_thr'] is not None, args.eval, ann)
-        paths = [os.path.join(args.source, im['file_name']) for im in ann['images']]
-        image_ids = dict(zip(paths, (im['id'] for im in ann['images'])))
+        results = CocoResults(args.eval, ann, args.source, cat_ids, metrics)
+        paths = results.paths
     else:
         paths = image_paths(args.source)
         if not paths:
@@ -590,7 +630,6 @@ def run(args: argparse.Namespace) -> Optional[Dict[str, np.ndarray]]:
         raise UserError(f'{existing[0]} already exists ({len(existing)} of the files this run writes '
                         'do): choose another --out-dir or pass --overwrite')
 
-    records = {metric: [] for metric in metrics} if args.eval else {}
     seconds, done, skipped = [], 0, []
     for path, img, result, sec in detect(session, meta, paths, args.batch_size,
                                          log=lambda m: print(m, file=sys.stderr)):
@@ -600,8 +639,7 @@ def run(args: argparse.Namespace) -> Optional[Dict[str, np.ndarray]]:
         done += 1
         seconds.append(sec)
         if args.eval:
-            for metric, mine in coco_records(image_ids[path], result, cat_ids, metrics).items():
-                records[metric] += mine
+            results.add(path, result)
         if not args.no_vis:
             target = output_path(args.out_dir, path, args.source)
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -626,12 +664,12 @@ def run(args: argparse.Namespace) -> Optional[Dict[str, np.ndarray]]:
     if not args.eval:
         return None
     os.makedirs(args.out_dir, exist_ok=True)
-    for metric, mine in records.items():
+    for metric, mine in results.records.items():
         with open(os.path.join(args.out_dir, RESULTS_FILES[metric]), 'w') as f:
             json.dump(mine, f)
         print(f'{len(mine)} {metric} results written to '
               f'{os.path.join(args.out_dir, RESULTS_FILES[metric])}')
-    stats = coco_evaluate(args.eval, records, cat_ids)
+    stats = results.evaluate()
     for metric, values in stats.items():
         print(f'{metric}_mAP: {values[0]:.4f}  {metric}_mAP_50: {values[1]:.4f}  '
               f'{metric}_mAP_75: {values[2]:.4f}')

@@ -4,8 +4,10 @@ For each (config, seed) the front trains the config with ``tools/train.py`` into
 ``<work root>/<config name>/seed<k>/`` (or reuses that work dir when its training finished), reads the
 final validation's ``coco/bbox_mAP`` from mmengine's result files there, and times every config's
 end-to-end graph at the deployment size under onnxruntime fp32 and INT8 and OpenVINO f32 in one
-interleaved run (:mod:`.benchmark`). :func:`pareto_front` and :func:`dominated_by` say which configs
-are worth choosing; :func:`write_front` writes the CSV, the Markdown table and the plot.
+interleaved run (:mod:`.benchmark`). With ``int8_map`` each run's checkpoint is also exported end to
+end, quantized to INT8 and both graphs scored on the val set (:mod:`.int8_accuracy`), so the table
+says what INT8 costs in mAP next to what it saves in latency. :func:`pareto_front` and
+:func:`dominated_by` say which configs are worth choosing; :func:`write_front` writes the CSV, the Markdown table and the plot.
 ``tools/analysis_tools/front.py`` is the command line.
 
 A work dir is *finished* when its latest training run (``<timestamp>/vis_data/scalars.json``) has
@@ -34,6 +36,7 @@ from .benchmark.cases import (ORT_FP32, ORT_INT8, end2end_cases, openvino_precis
                               openvino_variant)
 from .benchmark.measure import time_group
 from .benchmark.report import load_average, utc_date
+from .int8_accuracy import GraphMaps, graph_maps, int8_data
 
 METRIC = 'coco/bbox_mAP'
 VARIANTS = {  # CSV column prefix -> benchmark variant (cases.end2end_cases)
@@ -59,6 +62,7 @@ class Run:
     max_epochs: int
     bbox_mAP: float = float('nan')
     checkpoint: Optional[str] = None
+    graph_maps: Optional[GraphMaps] = None  # with --int8-map: its ONNX fp32 and INT8 mAPs
 
 
 # ----------------------------------------------------------------------------------- input checks
@@ -223,6 +227,25 @@ def train_runs(runs: List[Run], cfg_options: Sequence[str], jobs: int, log: Call
     return failed
 
 
+# ---------------------------------------------------------------------------------- INT8 accuracy
+def measure_int8_maps(runs: List[Run], cfg_options: Dict, calib_num: int, threads: int,
+                      log: Callable) -> str:
+    """Each run's :class:`GraphMaps` (:func:`.int8_accuracy.graph_maps`), set on the run; returns
+    the table's note on how they were measured."""
+    for i, run in enumerate(runs, 1):
+        name = f'{config_name(run.config)} seed {run.seed}'
+        log(f'{name}: INT8 mAP {i}/{len(runs)}: exporting {run.checkpoint}')
+        run.graph_maps = maps = graph_maps(run.config, run.checkpoint, cfg_options, calib_num,
+                                           threads, lambda msg: log(f'{name}: {msg}'))
+        log(f'{name}: bbox_mAP {run.bbox_mAP:.4f} (PyTorch), ONNX fp32 {maps.fp32:.4f}, INT8 '
+            f'{maps.int8:.4f} (loss {maps.loss:+.4f}) in {maps.seconds:.0f} s')
+    return ('INT8 mAP: each checkpoint exported end to end at its test pipeline\'s size '
+            '(`export_onnx.py --end2end`), its INT8 copy (`--quantize int8`, static QDQ) calibrated '
+            f'on the first {calib_num} images of the config\'s training set, both scored on its val '
+            'set with onnxruntime as `onnx_inference.py --eval` scores them; INT8 loss = ONNX fp32 '
+            'mAP - INT8 mAP.')
+
+
 # ---------------------------------------------------------------------------------------- latency
 def measure_latencies(configs: List[str], reference: str, checkpoints: Dict[str, str], size: str,
                       threads: int, repeats: int, warmup: int, min_run_time: float,
@@ -280,11 +303,16 @@ class Front:
     meta: Dict[str, str] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
-    def mean_maps(self) -> Dict[str, float]:
+    def mean_maps(self, value: Callable[[Run], float] = lambda run: run.bbox_mAP
+                  ) -> Dict[str, float]:
+        """config -> the mean over its seeds of ``value`` (default: the bbox mAP)."""
         maps = {}
         for run in self.runs:
-            maps.setdefault(run.config, []).append(run.bbox_mAP)
+            maps.setdefault(run.config, []).append(value(run))
         return {c: sum(v) / len(v) for c, v in maps.items()}
+
+    def int8_measured(self) -> bool:
+        return any(run.graph_maps for run in self.runs)
 
     def points(self) -> Dict[str, Tuple[float, float]]:
         """config -> (onnxruntime fp32 ms, mean mAP over seeds)."""
@@ -297,10 +325,20 @@ class Front:
     def rows(self) -> List[Dict[str, object]]:
         means, points = self.mean_maps(), self.points()
         front, beaten = pareto_front(points), dominated_by(points, self.baselines)
+        int8 = self.int8_measured()
+        if int8:
+            int8_means = self.mean_maps(lambda run: run.graph_maps.int8)
+            loss_means = self.mean_maps(lambda run: run.graph_maps.loss)
         rows = []
         for run in self.runs:
             row = dict(config=display_path(run.config), seed=run.seed,
                        bbox_mAP=f'{run.bbox_mAP:.4f}', bbox_mAP_mean=f'{means[run.config]:.4f}')
+            if int8:
+                maps = run.graph_maps
+                row.update(bbox_mAP_onnx_fp32=f'{maps.fp32:.4f}', bbox_mAP_int8=f'{maps.int8:.4f}',
+                           bbox_mAP_int8_mean=f'{int8_means[run.config]:.4f}',
+                           int8_loss=f'{maps.loss:.4f}',
+                           int8_loss_mean=f'{loss_means[run.config]:.4f}')
             for prefix, ratio in RATIO_COLUMNS.items():
                 ms = self.latency[run.config].get(prefix)
                 row[f'{prefix}_ms'] = '' if ms is None else f'{ms:.2f}'
@@ -317,13 +355,19 @@ def _fmt(text: str, suffix: str = '') -> str:
 
 
 def markdown(front: Front) -> str:
-    header = ['config', 'seed', 'bbox mAP', 'mean over seeds', 'onnxruntime fp32 (ms)',
-              '÷ reference', 'INT8 (ms)', '÷ reference', 'OpenVINO f32 (ms)', '÷ reference',
-              'on the front', 'beaten by a baseline']
+    int8 = front.int8_measured()
+    header = ['config', 'seed', 'bbox mAP', 'mean over seeds',
+              *(['ONNX fp32 mAP', 'INT8 mAP', 'INT8 mean', 'INT8 loss', 'INT8 loss mean'] if int8
+                else []),
+              'onnxruntime fp32 (ms)', '÷ reference', 'INT8 (ms)', '÷ reference',
+              'OpenVINO f32 (ms)', '÷ reference', 'on the front', 'beaten by a baseline']
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    int8_columns = ['bbox_mAP_onnx_fp32', 'bbox_mAP_int8', 'bbox_mAP_int8_mean', 'int8_loss',
+                    'int8_loss_mean'] if int8 else []
     for r in front.rows():
         lines.append('| ' + ' | '.join([
             f'`{r["config"]}`', str(r['seed']), r['bbox_mAP'], r['bbox_mAP_mean'],
+            *[r[c] for c in int8_columns],
             *[_fmt(r[f'{p}_ms']) + ' | ' + _fmt(r[q], '×') for p, q in RATIO_COLUMNS.items()],
             'yes' if r['pareto'] else 'no', _fmt(r['dominated_by'].replace(';', ', '))]) + ' |')
     return '\n'.join(lines)
@@ -432,13 +476,19 @@ def cpu_name() -> str:
 def run_front(configs: Sequence[str], reference: str, baselines: Sequence[str],
               seeds: Sequence[int], work_root: str, cfg_options: Sequence[str], jobs: int,
               retrain: bool, trained_weights: bool, size: str, threads: int, repeats: int,
-              warmup: int, min_run_time: float, log: Callable, poll_s: float = 30.0) -> Front:
+              warmup: int, min_run_time: float, log: Callable, poll_s: float = 30.0,
+              int8_map: bool = False, calib_num: int = 64) -> Front:
     """Check the inputs and every existing work dir, train what is not there (everything with
-    ``retrain``), read the mAPs and time the graphs: the :class:`Front` to write. Unfinished work
-    dirs and failed trainings are one ``error:`` line each, all in one :class:`SetupError`; nothing that
-    finished is trained again without ``retrain``."""
-    configs, runs = plan_runs(configs, reference, baselines, seeds, work_root,
-                              parse_cfg_options(cfg_options))
+    ``retrain``), read the mAPs, with ``int8_map`` measure every run's ONNX fp32 and INT8 mAPs
+    (:func:`measure_int8_maps`, on ``calib_num`` calibration images) and time the graphs: the
+    :class:`Front` to write. Unfinished work dirs and failed trainings are one ``error:`` line each,
+    all in one :class:`SetupError`; nothing that finished is trained again without ``retrain``. The
+    data the INT8 step reads is checked before anything is trained."""
+    options = parse_cfg_options(cfg_options)
+    configs, runs = plan_runs(configs, reference, baselines, seeds, work_root, options)
+    if int8_map:
+        for config in configs:
+            int8_data(load_detector_config(config, options), config)
     to_train, problems = [], []
     for run in runs:
         try:
@@ -466,8 +516,10 @@ def run_front(configs: Sequence[str], reference: str, baselines: Sequence[str],
     for run in sorted(runs, key=lambda r: r.seed):
         first.setdefault(run.config, run)
     checkpoints = {c: r.checkpoint for c, r in first.items()} if trained_weights else {}
+    int8_note = (measure_int8_maps(runs, options, calib_num, threads, log) if int8_map else None)
     latency, notes = measure_latencies(configs, reference, checkpoints, size, threads, repeats,
                                        warmup, min_run_time, log)
+    notes += [int8_note] if int8_note else []
     weights = (f'trained (seed {min(seeds)} checkpoints)' if trained_weights else 'random')
     meta = dict(input_size=size, threads=str(threads), weights=weights, repeats=str(repeats),
                 cpu=cpu_name(), torch=torch.__version__,

@@ -57,3 +57,14 @@ def quantize_int8(float_path: str, out_path: str, inputs: Sequence[np.ndarray],
                                 f'on {len(inputs)} inputs{": " + note if note else ""}')
     write_metadata(out_path, metadata)
     return out_path
+
+
+def quantize_int8_on_images(float_path: str, out_path: str, image_dir: str, num: int,
+                            option: str) -> int:
+    """:func:`quantize_int8` calibrated on the first ``num`` readable images of ``image_dir``, read
+    as deployed inference reads them (``option`` names the folder's option in errors); returns how
+    many images calibrated it."""
+    from .image_inputs import image_inputs
+    inputs = image_inputs(float_path, image_dir, num, option)
+    quantize_int8(float_path, out_path, inputs, note=f'{len(inputs)} images of {image_dir}')
+    return len(inputs)

@@ -3,7 +3,7 @@ annotation file that does not parse found by name."""
 import json
 import os
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
@@ -14,6 +14,16 @@ def _innermost_dataset(cfg: dict) -> dict:
     while 'dataset' in cfg:  # RepeatDataset, ClassBalancedDataset, ...
         cfg = cfg['dataset']
     return cfg
+
+
+def split_data(cfg: Config, split: str) -> Tuple[Optional[str], Optional[str]]:
+    """``(annotation file, image folder)`` of ``<split>_dataloader``'s dataset, each under its
+    ``data_root`` as mmdet's datasets join them (None where the config gives none)."""
+    loader = cfg.get(f'{split}_dataloader')
+    ds = _innermost_dataset(loader['dataset']) if loader else {}
+    root = ds.get('data_root') or ''
+    ann, img = ds.get('ann_file'), (ds.get('data_prefix') or {}).get('img')
+    return (osp.join(root, ann) if ann else None), (osp.join(root, img) if img else None)
 
 
 def annotation_files(cfg: Config) -> List[str]:
@@ -63,9 +73,7 @@ def check_data_paths(cfg: Config, splits: Sequence[str]) -> None:
         root = ds.get('data_root') or ''
         roots.add(root)
         overrides.append(f'{split}_dataloader.dataset.data_root=/path/to/data/')
-        for rel in (ds.get('ann_file'), (ds.get('data_prefix') or {}).get('img')):
-            if rel and not osp.exists(osp.join(root, rel)):
-                missing.append(osp.join(root, rel))
+        missing += [path for path in split_data(cfg, split) if path and not osp.exists(path)]
         evaluator = cfg.get(f'{split}_evaluator')
         ann = evaluator.get('ann_file') if isinstance(evaluator, dict) else None
         if ann:

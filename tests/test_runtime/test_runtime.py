@@ -60,9 +60,12 @@ def test_onnx_inference_matches_mmdet_pipeline_and_coco_metric(retinanet_e2e, in
     out = tmp_path / 'out'
     stats = inference.main([retinanet_e2e['onnx'], val['val_img_dir'], '--eval', str(gt_file),
                             '--out-dir', str(out), '--threads', '1', '--profile'])['bbox']
+    printed = capsys.readouterr().out
     assert stats[0] > 0.95
     assert len(list(out.glob('*.png'))) == NUM_VAL
-    printed = capsys.readouterr().out
+    # evaluate(), the same scoring for callers (the front's INT8 mAP), without files or tables
+    assert (inference.evaluate(session, meta, str(gt_file), val['val_img_dir'])['bbox'] == stats).all()
+    assert capsys.readouterr().out == ''
     line = re.search(r'onnxruntime node time by operator: (.*)', printed).group(1)
     shares = {op: float(pct) for op, pct in re.findall(r'(\w+) (\d+\.\d)%', line)}
     # each share is printed to 0.1%, so the sum may exceed 100 by 0.05% per share

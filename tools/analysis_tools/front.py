@@ -16,8 +16,15 @@ reused, never retrained unless ``--retrain``. ``ratio_to_tiny`` divides by ``--r
 latency (mmdet's RTMDet-tiny on the same recipe); ``--baselines`` are the models the others must not
 be beaten by on both axes. Latency uses the trained weights of the lowest seed (``--random-weights``:
 mmdet's initialisers) with the benchmark's score biases (``benchmark.py --groups realtime``), so NMS
-sees few boxes in every model and the rows compare the networks. Library:
-``mmdet_efficientvit/analysis/front.py``.
+sees few boxes in every model and the rows compare the networks.
+
+``--int8-map`` also measures what INT8 costs in accuracy: every run's checkpoint is exported end to
+end as ``export_onnx.py --end2end --quantize int8`` exports it (at the config's test-pipeline size;
+INT8 calibrated on the first ``--calib-num`` images of the config's training set) and both graphs
+are scored on the config's val set as ``onnx_inference.py --eval`` scores them; the CSV and the
+table get ``bbox_mAP_onnx_fp32``, ``bbox_mAP_int8`` and ``int8_loss`` (fp32 graph minus INT8
+graph), each with its mean over seeds. Library: ``mmdet_efficientvit/analysis/front.py`` and
+``mmdet_efficientvit/analysis/int8_accuracy.py``.
 """
 import argparse
 import sys
@@ -55,6 +62,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="training options for every run (as train.py's), not model ones")
     parser.add_argument('--random-weights', action='store_true',
                         help="time mmdet's initialisers' weights instead of the trained ones")
+    parser.add_argument('--int8-map', action='store_true',
+                        help="also score every run's end-to-end graph and its INT8 copy on the "
+                        'val set (columns bbox_mAP_onnx_fp32, bbox_mAP_int8, int8_loss)')
+    parser.add_argument('--calib-num', type=int, default=64,
+                        help="with --int8-map: training images that calibrate the INT8 ranges")
     parser.add_argument('--size', default='640x640', help='latency input, HxW (deployment size)')
     parser.add_argument('--threads', type=int, default=1, help='onnxruntime / OpenVINO threads')
     add_timing_arguments(parser, 'graph')
@@ -65,6 +77,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error('--jobs must be at least 1')
+    if args.calib_num < 1:
+        parser.error('--calib-num must be at least 1')
     return args
 
 
@@ -80,7 +94,8 @@ def main(argv: Optional[List[str]] = None):
         front = run_front(args.configs, args.reference, args.baselines or [args.reference],
                           args.seeds, args.work_root, args.cfg_options, args.jobs, args.retrain,
                           not args.random_weights, args.size, args.threads, args.repeats,
-                          args.warmup, args.min_run_time, log, args.progress_every)
+                          args.warmup, args.min_run_time, log, args.progress_every,
+                          args.int8_map, args.calib_num)
     md, png = write_front(front, args.out)
     with open(md) as f:
         print(f.read())

@@ -149,24 +149,16 @@ def build(args: argparse.Namespace):
     return model.eval(), names
 
 
-def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) -> None:
-    """Wrap, export, store the metadata, check against ``predict``; optionally quantize."""
+def export_end2end(args, detector, out: str, checks: List[torch.Tensor]) -> None:
+    """Export with the metadata, check against ``predict``; optionally quantize."""
+    from mmdet_efficientvit.deployment.end2end_export import export_end2end_onnx
     from mmdet_efficientvit.deployment.image_inputs import image_inputs
-    from mmdet_efficientvit.deployment.metadata import deploy_metadata, write_metadata
-    from mmdet_efficientvit.resources import load_config
 
-    model = wrap_end2end(detector).eval()
-    cfg = load_config(args.target)
-    test_cfg = model.test_cfg
-    dataset_meta = detector.dataset_meta if args.checkpoint else None
-    metadata = deploy_metadata(cfg, args.target, args.checkpoint, dataset_meta, model.num_classes,
-                               test_cfg, model.OUTPUT_CONVENTION)  # before the slow export: fail fast
     start = time.time()
-    export_onnx(model, out, torch.randn(1, 3, *parse_size(args.shape)), names, opset=args.opset,
-                output_axes={name: {0: 'batch'} for name in names})
-    write_metadata(out, metadata)
+    model = export_end2end_onnx(detector, args.target, args.checkpoint, out, parse_size(args.shape),
+                                args.opset)
     print(f'exported {out} in {time.time() - start:.1f}s (dynamic batch, height, width; opset '
-          f'{args.opset}; test_cfg {test_cfg})')
+          f'{args.opset}; test_cfg {model.test_cfg})')
     images = []
     if args.check_images:
         images = image_inputs(out, args.check_images, args.check_num, '--check-images')
@@ -192,13 +184,11 @@ def export_end2end(args, detector, names, out: str, checks: List[torch.Tensor]) 
 
 def quantize(args, out: str, checks: List[torch.Tensor]) -> str:
     """Write ``<out>.int8.onnx`` and report how its detections compare with the float graph's."""
-    from mmdet_efficientvit.deployment.image_inputs import image_inputs
-    from mmdet_efficientvit.deployment.quantize import quantize_int8
+    from mmdet_efficientvit.deployment.quantize import quantize_int8_on_images
     int8 = os.path.splitext(out)[0] + '.int8.onnx'
-    inputs = image_inputs(out, args.calib_dir, args.calib_num, '--calib-dir')
     start = time.time()
-    quantize_int8(out, int8, inputs, note=f'{len(inputs)} images of {args.calib_dir}')
-    print(f'quantized {int8} in {time.time() - start:.1f}s (calibrated on {len(inputs)} images of '
+    num = quantize_int8_on_images(out, int8, args.calib_dir, args.calib_num, '--calib-dir')
+    print(f'quantized {int8} in {time.time() - start:.1f}s (calibrated on {num} images of '
           f'{args.calib_dir}; the float model stays in {out})')
     fp32, q = OrtSession(out), OrtSession(int8)
     for x in checks:
@@ -232,7 +222,7 @@ def main(argv: Optional[List[str]] = None) -> str:
                        for a, b in zip(raw(x), ref))
         print(f'deployed (BN folded); max |deployed - unfused| in PyTorch: {diff:.2e}')
     if args.end2end:
-        export_end2end(args, model, names, out, checks)
+        export_end2end(args, model, out, checks)
         return out
     start = time.time()
     export_onnx(model, out, torch.randn(1, 3, *parse_size(args.shape)), names, opset=args.opset)
