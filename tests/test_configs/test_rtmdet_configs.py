@@ -189,10 +189,14 @@ def test_demo_family_changes_only_the_arch(name):
 
 @pytest.mark.parametrize('name', ABLATIONS)
 def test_ablations_change_only_the_bridge(name):
-    """An ablation is the shipped demo with another neck, other head convs (their kind, depth or
-    sharing) or the backbone's stride-8 map as the neck's finest input: data, recipe, backbone
-    weights, assigner, losses and the head's width are the demo's."""
-    ours, ablation = (load_config(str(CONFIGS / n)) for n in (DEMO, name))
+    """An ablation is the shipped demo of its arch (M0's, or the M2..M5 point it names) with another
+    neck, other head convs (their kind, depth or sharing) or the backbone's stride-8 map as the
+    neck's finest input: data, recipe, backbone weights, assigner, losses and the head's width are
+    the demo's."""
+    ablation = load_config(str(CONFIGS / name))
+    arch = ablation.model.backbone.arch
+    ours = load_config(str(CONFIGS / (DEMO if arch == 'm0' else
+                                      f'demo/rtmdet_evit_{arch}_demo_shapes.py')))
     assert_same_recipe(ablation, ours)
     for key in ('data_preprocessor', 'train_cfg', 'test_cfg'):
         assert ablation.model[key] == ours.model[key], key
