@@ -16,6 +16,7 @@ from mmdet_efficientvit.models.builders import build_detector
 from _data import CONFIGS, load_tool, tiny_config
 
 EVIT_M0 = str(CONFIGS / 'rtmdet_evit_m0_8xb32-300e_coco.py')
+EVIT_M0_DW = str(CONFIGS / 'rtmdet_evit_m0_dw_8xb32-300e_coco.py')  # depthwise, per-level head convs
 SMALL_TEST_CFG = dict(model=dict(test_cfg=dict(nms_pre=300, max_per_img=40)))
 
 # The RetinaNet graph: DemoShapes images of 96x64 resized by the test pipeline (keep ratio, scale

@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from mmdet_efficientvit.analysis.benchmark import protocol
-from mmdet_efficientvit.analysis.benchmark.cases import Case, case_key
+from mmdet_efficientvit.analysis.benchmark.cases import (REALTIME_FAMILY, Case, case_key,
+                                                        resolve_detector)
 from mmdet_efficientvit.analysis.benchmark.measure import measure_comparisons, process_memory
+from mmdet_efficientvit.model_zoo import ARCHS
+from mmdet_efficientvit.resources import load_config
 
 from _data import load_tool
 
@@ -115,6 +118,23 @@ def test_benchmark_device_arguments():
     assert args.groups == ['backbone', 'detector'] and args.device_batch_sizes == [256, 2048]
     with pytest.raises(SystemExit):
         benchmark.parse_args(['--device', 'cpu', '--groups', 'onnx'])
+
+
+def test_realtime_keys_name_the_shipped_configs():
+    """``rtmdet-evit-mX`` and ``rtmdet-evit-mX-dw`` resolve to the shipped config of that arch with
+    plain or depthwise neck and head convs, and ``--realtime-detectors`` takes them."""
+    assert [key for key, _, _ in REALTIME_FAMILY] == [
+        f'rtmdet-evit-{a}{dw}' for a in ARCHS for dw in ('', '-dw')]
+    for key, config, name in REALTIME_FAMILY:
+        assert resolve_detector(key) == (config, name)
+        model = load_config(config).model
+        depthwise = key.endswith('-dw')
+        assert model.backbone.arch == key.split('-')[2] and name.endswith('-DW') == depthwise
+        assert model.neck.get('use_depthwise', False) == model.bbox_head.get('use_depthwise', False) \
+            == depthwise
+    args = load_tool('analysis_tools/benchmark.py').parse_args(
+        ['--groups', 'realtime', '--realtime-detectors', 'rtmdet-evit-m4-dw', 'rtmdet-evit-m0'])
+    assert args.realtime_detectors == ['rtmdet-evit-m4-dw', 'rtmdet-evit-m0']
 
 
 @pytest.mark.slow

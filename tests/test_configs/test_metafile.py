@@ -8,7 +8,8 @@ import yaml
 
 from mmdet_efficientvit.models.builders import build_detector
 from mmdet_efficientvit.analysis.flops import detector_complexity
-from mmdet_efficientvit.model_zoo import DETECTION_RELEASES, MODEL_ZOO_URL, imagenet_checkpoint, resolve
+from mmdet_efficientvit.model_zoo import (ARCHS, DETECTION_RELEASES, MODEL_ZOO_URL, imagenet_checkpoint,
+                                          resolve)
 from mmdet_efficientvit.resources import load_config
 
 from _data import CONFIGS, REPO
@@ -25,7 +26,9 @@ def test_model_index_imports_the_metafile():
 def test_every_detector_config_is_listed_once():
     one_x = sorted(p.stem for p in CONFIGS.glob('*_evit_m*_fpn_1x_coco.py'))
     realtime = sorted(p.stem for p in CONFIGS.glob('rtmdet_evit_m*_8xb32-300e_coco.py'))
-    assert len(one_x) == 12 and len(realtime) == 6 and sorted(MODELS) == sorted(one_x + realtime)
+    # the real-time family: plain and depthwise convs in the neck and head, one collection
+    assert realtime == sorted(f'rtmdet_evit_{a}{dw}_8xb32-300e_coco' for a in ARCHS for dw in ('', '_dw'))
+    assert len(one_x) == 12 and sorted(MODELS) == sorted(one_x + realtime)
     assert [c['Name'] for c in METAFILE['Collections']] == ['EfficientViT', 'EfficientViT-RTMDet']
     for name, model in MODELS.items():
         collection = 'EfficientViT-RTMDet' if name in realtime else 'EfficientViT'
@@ -52,6 +55,7 @@ def test_entry_matches_config_and_model_zoo(name):
 @pytest.mark.parametrize('name, size, written', [
     ('retinanet_evit_m0_fpn_1x_coco', (800, 1333), '1344x800'),
     ('rtmdet_evit_m0_8xb32-300e_coco', (640, 640), '640x640'),
+    ('rtmdet_evit_m0_dw_8xb32-300e_coco', (640, 640), '640x640'),
 ])
 def test_flops_are_recounted(name, size, written):
     stats = detector_complexity(load_config(str(CONFIGS / f'{name}.py')), size)

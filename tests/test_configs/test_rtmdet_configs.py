@@ -1,9 +1,13 @@
 """The real-time configs (configs/rtmdet_evit_m*_8xb32-300e_coco.py): mmdet's RTMDet-tiny recipe field by
 field with the EfficientViT backbone swapped in, the stride bridge's strides, a training step of every
-arch, and the demo configs (ours M0/M2/M4 and mmdet's RTMDet-tiny and RTMDet-s trained with one recipe)
-with the stride-bridge ablations of docs/realtime.md."""
+arch, the depthwise variants (``*_dw_*``: the plain config with depthwise-separable neck and head convs)
+and the demo configs (ours M0/M2-M5 and mmdet's RTMDet-tiny and RTMDet-s trained with one recipe, the
+depthwise points of the front) with the stride-bridge ablations of docs/realtime.md."""
+import copy
+
 import pytest
 import torch
+import torch.nn as nn
 from mmdet.testing import demo_mm_inputs
 from mmengine.config import ConfigDict
 
@@ -16,13 +20,27 @@ from mmdet_efficientvit.resources import load_config
 from _data import CONFIGS, build_random, train_step_decays
 
 RTMDET = [f'rtmdet_evit_{a}_8xb32-300e_coco.py' for a in ARCHS]
+RTMDET_DW = [f'rtmdet_evit_{a}_dw_8xb32-300e_coco.py' for a in ARCHS]
 TINY = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 DEMO = 'demo/rtmdet_evit_demo_shapes.py'
 DEMO_TINY = 'demo/rtmdet_tiny_demo_shapes.py'
 DEMO_S = 'demo/rtmdet_s_demo_shapes.py'
 S = 'mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py'
-DEMO_FAMILY = ['demo/rtmdet_evit_m2_demo_shapes.py', 'demo/rtmdet_evit_m4_demo_shapes.py']
-ABLATIONS = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.glob('demo/ablations/*.py'))
+
+
+def configs(pattern: str) -> list:
+    """The configs that ``pattern`` matches under configs/, relative to it."""
+    return sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.glob(pattern))
+
+
+DEMO_FAMILY = configs('demo/rtmdet_evit_m?_demo_shapes.py')  # M2..M5
+DEMO_DW = configs('demo/rtmdet_evit_m?_dw_demo_shapes.py')
+ABLATIONS = configs('demo/ablations/*.py')
+BUILT = RTMDET + RTMDET_DW + [DEMO, DEMO_TINY, DEMO_S] + DEMO_FAMILY + DEMO_DW + ABLATIONS
+# What a depthwise variant sets on its plain config (mmdet's flags; RTMDetSepBNHead shares plain
+# convs only, so the depthwise head's convs are per level).
+DEPTHWISE = dict(neck=dict(use_depthwise=True),
+                 bbox_head=dict(use_depthwise=True, share_conv=False))
 
 
 def plain(x):
@@ -95,7 +113,14 @@ def test_rtmdet_tiny_recipe_with_efficientvit(name):
     assert neck.out_channels == cfg.model.bbox_head.in_channels == tiny.model.neck.out_channels
 
 
-@pytest.mark.parametrize('name', RTMDET + [DEMO, DEMO_TINY, DEMO_S] + DEMO_FAMILY + ABLATIONS)
+def test_every_rtmdet_config_is_built_and_trained():
+    """Every RTMDet config under configs/ (real-time, depthwise, demo, ablation) is in the
+    parametrisation below."""
+    assert len(DEMO_FAMILY) == 4 and len(DEMO_DW) == 3
+    assert sorted(BUILT) == configs('**/rtmdet_*.py')
+
+
+@pytest.mark.parametrize('name', BUILT)
 def test_builds_and_trains_a_step_at_rtmdet_strides(name):
     """One forward+backward on two 128x160 images: the neck gives strides 8/16/32 with the head's
     width, every parameter gets a gradient, and the attention-bias tables are not decayed."""
@@ -151,7 +176,7 @@ def test_demo_rtmdet_s_is_mmdets_with_the_tiny_recipe():
 
 @pytest.mark.parametrize('name', DEMO_FAMILY)
 def test_demo_family_changes_only_the_arch(name):
-    """The M2/M4 demo points are the M0 demo with another arch and the neck reading its widths."""
+    """The M2..M5 demo points are the M0 demo with another arch and the neck reading its widths."""
     ours, member = (load_config(str(CONFIGS / n)) for n in (DEMO, name))
     arch = name.split('_evit_')[1][:2]
     assert member.model.backbone == dict(ours.model.backbone, arch=arch)
@@ -164,10 +189,14 @@ def test_demo_family_changes_only_the_arch(name):
 
 @pytest.mark.parametrize('name', ABLATIONS)
 def test_ablations_change_only_the_bridge(name):
-    """An ablation is the shipped demo with another neck, other head convs (their kind, depth or
-    sharing) or the backbone's stride-8 map as the neck's finest input: data, recipe, backbone
-    weights, assigner, losses and the head's width are the demo's."""
-    ours, ablation = (load_config(str(CONFIGS / n)) for n in (DEMO, name))
+    """An ablation is the shipped demo of its arch (M0's, or the M2..M5 point it names) with another
+    neck, other head convs (their kind, depth or sharing) or the backbone's stride-8 map as the
+    neck's finest input: data, recipe, backbone weights, assigner, losses and the head's width are
+    the demo's."""
+    ablation = load_config(str(CONFIGS / name))
+    arch = ablation.model.backbone.arch
+    ours = load_config(str(CONFIGS / (DEMO if arch == 'm0' else
+                                      f'demo/rtmdet_evit_{arch}_demo_shapes.py')))
     assert_same_recipe(ablation, ours)
     for key in ('data_preprocessor', 'train_cfg', 'test_cfg'):
         assert ablation.model[key] == ours.model[key], key
@@ -177,3 +206,35 @@ def test_ablations_change_only_the_bridge(name):
     conv_layout = ('use_depthwise', 'share_conv', 'stacked_convs')
     assert ({k: v for k, v in ablation.model.bbox_head.items() if k not in conv_layout}
             == {k: v for k, v in ours.model.bbox_head.items() if k not in conv_layout})
+
+
+def dense_spatial_convs(module: nn.Module) -> list:
+    """The convs of ``module`` that mix channels over a spatial window (neither depthwise nor 1x1)."""
+    return [m for m in module.modules()
+            if type(m) is nn.Conv2d and m.kernel_size != (1, 1) and m.groups == 1]
+
+
+def shared_between_levels(head: nn.Module) -> set:
+    """Parameters that the head's first two levels share in their classification convs."""
+    first, second = ({id(p) for p in convs.parameters()} for convs in head.cls_convs[:2])
+    return first & second
+
+
+@pytest.mark.parametrize('name', RTMDET_DW + DEMO_DW)
+def test_depthwise_variant_changes_only_the_conv_layout(name):
+    """A depthwise config is its plain config (same name without ``_dw``) with mmdet's depthwise
+    flags and nothing else (recipe, data, backbone, widths); built, its neck and head have no dense
+    spatial conv and its head no conv shared between levels, where the plain model has both."""
+    base_name = name.replace('_dw_', '_')
+    base, dw = (load_config(str(CONFIGS / n)) for n in (base_name, name))
+    expected = copy.deepcopy(base.to_dict())
+    for part, flags in DEPTHWISE.items():
+        assert not base.model[part].get('use_depthwise', False), part
+        expected['model'][part].update(flags)
+    assert dw.to_dict() == expected
+    plain_model, dw_model = (build_random(cfg) for cfg in (base, dw))
+    for part in ('neck', 'bbox_head'):
+        assert dense_spatial_convs(getattr(plain_model, part)) and \
+            not dense_spatial_convs(getattr(dw_model, part)), part
+    assert shared_between_levels(plain_model.bbox_head)
+    assert not shared_between_levels(dw_model.bbox_head)

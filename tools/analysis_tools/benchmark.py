@@ -24,7 +24,8 @@ Groups (select with ``--groups``):
   biases set so that scores sit below ``score_thr``: NMS sees few boxes in every variant.
 * ``realtime``: the same three variants at ``--realtime-size`` (640x640, RTMDet's) for
   ``--realtime-detectors``: the real-time EfficientViT detectors
-  (``configs/rtmdet_evit_m*_8xb32-300e_coco.py``), mmdet's RTMDet-tiny and, for scale,
+  (``configs/rtmdet_evit_m*_8xb32-300e_coco.py``, keys ``rtmdet-evit-m0`` ...; the depthwise ones
+  ``rtmdet-evit-m0-dw`` ...), mmdet's RTMDet-tiny and, for scale,
   RetinaNet-EfficientViT-M0; every row against ``--realtime-reference``'s row of the same variant
   (RTMDet-tiny; not in the default groups). Both options also take config files, e.g. the
   stride-bridge ablations of ``docs/realtime.md`` (``configs/demo/ablations/*.py``).

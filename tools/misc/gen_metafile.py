@@ -45,7 +45,9 @@ REALTIME_COLLECTION = dict(
            'Training Resources': "8x GPUs (32 images each), mmdet's RTMDet-tiny recipe",
            'Architecture': ['EfficientViT', 'Cascaded Group Attention', 'EfficientViTFPN',
                             'RTMDet']}))
-# (config glob, collection, FLOPs input (h, w)) of each detector family
+# (config glob, collection, FLOPs input (h, w)) of each detector family. The real-time glob takes the
+# depthwise variants (rtmdet_evit_mX_dw_*) into the same collection, as mmdet's metafiles keep a method's
+# variants of one recipe together (SSDLite in SSD, RTMDet with Swin or ConvNeXt in RTMDet).
 FAMILIES = [
     ('*_evit_m*_fpn_1x_coco.py', COLLECTION, (800, 1333)),
     ('rtmdet_evit_m*_8xb32-300e_coco.py', REALTIME_COLLECTION, (640, 640)),

@@ -34,15 +34,21 @@ DETECTORS.update({
 })
 DETECTOR_NAMES = {**{f'evit-{a}': f'RetinaNet-EfficientViT-{a.upper()}' for a in ARCHS},
                   'r18': 'RetinaNet-R18', 'r50': 'RetinaNet-R50'}
+# (key, config, display name) of the real-time family: each arch plain and, with the suffix -dw, with
+# depthwise-separable neck and head convs (configs/rtmdet_evit_mX[_dw]_8xb32-300e_coco.py).
+REALTIME_FAMILY = [
+    (f'rtmdet-evit-{a}{dw}',
+     f'mmdet_efficientvit::rtmdet_evit_{a}{dw.replace("-", "_")}_8xb32-300e_coco.py',
+     f'RTMDet-EfficientViT-{a.upper()}{dw.upper()}')
+    for a in ARCHS for dw in ('', '-dw')]
 # The real-time family and its reference, mmdet's RTMDet-tiny (the ``realtime`` group; any of
 # DETECTORS may join it, e.g. RetinaNet-EfficientViT-M0 at the same size).
 REALTIME_DETECTORS = {
-    **{f'rtmdet-evit-{a}': f'mmdet_efficientvit::rtmdet_evit_{a}_8xb32-300e_coco.py' for a in ARCHS},
+    **{key: config for key, config, _ in REALTIME_FAMILY},
     'rtmdet-tiny': 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
 }
 ALL_DETECTORS = {**DETECTORS, **REALTIME_DETECTORS}
-DETECTOR_NAMES.update({**{f'rtmdet-evit-{a}': f'RTMDet-EfficientViT-{a.upper()}' for a in ARCHS},
-                       'rtmdet-tiny': 'RTMDet-tiny'})
+DETECTOR_NAMES.update({**{key: name for key, _, name in REALTIME_FAMILY}, 'rtmdet-tiny': 'RTMDet-tiny'})
 
 
 # The eager ``predict`` comparison (``checkouts``): what ``tools/test.py`` runs per image, with and

@@ -1,7 +1,8 @@
 """RTMDet end to end (``export_onnx.py --end2end``, ``deployment/end2end/point_heads.py``): the graph
-against mmdet's own ``predict`` for mmdet's RTMDet-tiny and our EfficientViT-M0 RTMDet, the test
-``Pad`` step in the metadata and in ``onnx_inference.py``, whose ``--eval`` must give the mAP of
-``tools/test.py``, INT8, and the refusal of unsupported detectors.
+against mmdet's own ``predict`` for mmdet's RTMDet-tiny and our EfficientViT-M0 RTMDet (plain, and
+depthwise with per-level head convs), the test ``Pad`` step in the metadata and in
+``onnx_inference.py``, whose ``--eval`` must give the mAP of ``tools/test.py``, INT8, and the refusal
+of unsupported detectors.
 
 The models have random weights prepared as the exporter prepares them (randomised BatchNorm weights,
 statistics measured on a random image, classification bias zeroed, regression bias set to boxes 8
@@ -35,7 +36,8 @@ from mmdet_efficientvit.models.utils import deploy_model  # noqa: E402
 import mmdet_efficientvit_runtime  # noqa: E402
 from mmdet_efficientvit_runtime import OrtSession  # noqa: E402
 
-from _deploy import EVIT_M0, SMALL_TEST_CFG, export_end2end, random_detector  # noqa: E402
+from _deploy import (EVIT_M0, EVIT_M0_DW, SMALL_TEST_CFG, export_end2end,  # noqa: E402
+                     random_detector)
 
 RTMDET_TINY = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 # DemoShapes images of 96x64, resized (keep ratio) to 128x85 and padded to 128x128 with 114 as
@@ -63,7 +65,8 @@ def assert_eager_equals_predict(model: torch.nn.Module, x: torch.Tensor) -> None
 @pytest.mark.parametrize('config, sizes', [
     (RTMDET_TINY, [(128, 160), (192, 256)]),  # CSPNeXtPAFPN needs multiples of 32
     (EVIT_M0, [(128, 160), (173, 229)]),  # ours runs at any size: one not a multiple of 32
-], ids=['mmdet-rtmdet-tiny', 'evit-m0'])
+    (EVIT_M0_DW, [(128, 160), (173, 229)]),  # depthwise neck and head, head convs per level
+], ids=['mmdet-rtmdet-tiny', 'evit-m0', 'evit-m0-dw'])
 def test_end2end_matches_predict(config, sizes, tmp_path, single_thread):
     """onnxruntime = mmdet predict at two sizes, batch 2, every detection paired (same label,
     scores within 1e-5, the same box); the eager module equals predict exactly."""
