@@ -383,16 +383,19 @@ def plot_front(points: Dict[str, Tuple[float, float]], path: str, title: str,
     matplotlib.use('Agg')  # file output only
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.8))
-    # labels alternate above and below the points in latency order, so close neighbours do not overlap
-    for i, (name, (lat, value)) in enumerate(sorted(points.items(), key=lambda item: item[1])):
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    # each point is numbered (in latency order) and named in a key beside the axes: any number of
+    # close neighbours stays readable
+    key = []
+    for i, (name, (lat, value)) in enumerate(sorted(points.items(), key=lambda item: item[1]), 1):
         base = name in baselines
         ax.plot(lat, value, 's' if base else 'o', color='tab:gray' if base else 'tab:blue')
         for v in (seed_maps or {}).get(name, []):
             ax.plot(lat, v, '.', color='tab:gray' if base else 'tab:blue', alpha=0.5, ms=4)
-        ax.annotate(f'{name}\n{lat:.0f} ms, {value:.3f}', (lat, value), fontsize=7,
-                    xytext=(4, 4 if i % 2 == 0 else -6), textcoords='offset points',
-                    va='bottom' if i % 2 == 0 else 'top')
+        ax.annotate(str(i), (lat, value), fontsize=8, xytext=(4, 3), textcoords='offset points')
+        key.append(f'{i:>2}  {name}: {lat:.0f} ms, {value:.3f}')
+    ax.text(1.02, 1.0, '\n'.join(key), transform=ax.transAxes, va='top', fontsize=7,
+            family='monospace')
     front = pareto_front(points)
     ax.plot(*zip(*(points[n] for n in front)), '-', color='tab:green', lw=1.5, label='Pareto front')
     if len(baselines) > 1:
@@ -400,11 +403,11 @@ def plot_front(points: Dict[str, Tuple[float, float]], path: str, title: str,
                 label='baselines')
     ax.set_xlabel(xlabel)
     ax.set_ylabel('bbox mAP@[.5:.95]')
-    ax.set_title(textwrap.fill(title, 100), fontsize=8)
+    fig.suptitle(textwrap.fill(title, 140), fontsize=8)
     ax.grid(alpha=0.3)
-    ax.margins(0.25)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.margins(0.12)
+    ax.legend(fontsize=8, loc='lower right')
+    fig.subplots_adjust(left=0.07, right=0.64, top=0.88, bottom=0.11)
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
