@@ -7,7 +7,8 @@ end-to-end graph at the deployment size under onnxruntime fp32 and INT8 and Open
 interleaved run (:mod:`.benchmark`). With ``int8_map`` each run's checkpoint is also exported end to
 end, quantized to INT8 and both graphs scored on the val set (:mod:`.int8_accuracy`), so the table
 says what INT8 costs in mAP next to what it saves in latency. :func:`pareto_front` and
-:func:`dominated_by` say which configs are worth choosing; :func:`write_front` writes the CSV, the Markdown table and the plot.
+:func:`dominated_by` say which configs are worth choosing; :func:`write_front` writes the CSV, the
+Markdown table and the plot.
 ``tools/analysis_tools/front.py`` is the command line.
 
 A work dir is *finished* when its latest training run (``<timestamp>/vis_data/scalars.json``) has
